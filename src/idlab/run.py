@@ -1,0 +1,65 @@
+"""One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from idlab.training.checkpoint_io import AtomicCheckpointIO
+from idlab.training.checks import check_config, resolve_ckpt_path
+from idlab.training.module import Classifier, NonFiniteLossError
+from idlab.training.results import scalar_metrics, write_json_atomic
+
+
+def build_module(cfg: DictConfig, data: pl.LightningDataModule) -> Classifier:
+    """Model from the data's spec, wrapped by the adaptation, inside the Classifier."""
+    net = instantiate(cfg.model, spec=data.spec)
+    total = sum(p.numel() for p in net.parameters())
+    adaptation = instantiate(cfg.adapt)
+    adapted = adaptation.apply(net)
+    return Classifier(net=adapted, optimizer=instantiate(cfg.optim.optimizer),
+                      schedule=instantiate(cfg.optim.schedule),
+                      adapt_metrics={"params/total": float(total), **adaptation.log_dict(adapted)})
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    """Trainer with the configured callbacks and loggers and atomic checkpoint writes."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test one configuration; returns (and writes to metrics.json) its final metrics."""
+    check_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), str(output_dir))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    data = instantiate(cfg.data)
+    data.prepare_data()  # a missing dataset fails here, before any model is built
+    module = build_module(cfg, data)
+    trainer = build_trainer(cfg)
+
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    if module.nonfinite_step is not None:
+        last = output_dir / "checkpoints" / "last.ckpt"
+        raise NonFiniteLossError(
+            f"loss became NaN/inf at step {module.nonfinite_step}; the run stopped without applying that update. "
+            f"Last good checkpoint: {last if last.exists() else 'none yet'}. Lower optim.optimizer.lr, "
+            "add trainer.gradient_clip_val, or check the data.")
+    metrics = scalar_metrics(trainer.callback_metrics)
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics[f"best/{cfg.monitor}"] = float(checkpoint.best_model_score)
+    if cfg.get("test", True):
+        best = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+    metrics.update(getattr(module, "param_counts", {}))
+    metrics.update({"epoch": float(trainer.current_epoch), "global_step": float(trainer.global_step)})
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,127 @@
+"""Sweep outputs: summary.json, results.csv, plot.png and a tensorboard figure."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from idlab.sweep.plan import BASELINE, PlannedRun  # noqa: E402
+from idlab.sweep.records import PLAN_FILE, RUNS_DIR, scan_runs, write_json_atomic  # noqa: E402
+from idlab.sweep.results import RunResult, collect, summarize  # noqa: E402
+from idlab.sweep.spec import SweepConfigError, SweepSpec  # noqa: E402
+
+SUMMARY_FILE = "summary.json"
+RESULTS_FILE = "results.csv"
+PLOT_FILE = "plot.png"
+TENSORBOARD_DIR = "tensorboard"
+CSV_COLUMNS = ("role", "value", "seed", "status", "metric", "attempts", "key", "run_dir", "error")
+
+
+def read_plan(sweep_dir: Path) -> dict[str, Any]:
+    """plan.json of a sweep folder, with a clear error when the folder is not a sweep."""
+    path = Path(sweep_dir) / PLAN_FILE
+    if not path.is_file():
+        raise SweepConfigError(f"{sweep_dir} is not a sweep folder (no {PLAN_FILE}); give the folder that "
+                               "sweep.py created, the one holding plan.json and runs/ (sweep.dir)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SweepConfigError(f"{path} is not valid JSON ({err}); rerun the sweep to rewrite it") from err
+
+
+def report(sweep_dir: Path) -> dict[str, Any]:
+    """Re-aggregate a sweep folder from plan.json and its run folders; writes every output."""
+    sweep_dir = Path(sweep_dir)
+    plan = read_plan(sweep_dir)
+    spec = SweepSpec.from_dict(plan["spec"])
+    runs = [PlannedRun.from_dict(r) for r in plan["runs"]]
+    results = collect(runs, scan_runs(sweep_dir / RUNS_DIR), spec.metric)
+    summary = summarize(spec, results, plan.get("search", {"kind": spec.search}))
+    summary["sweep_dir"] = str(sweep_dir)
+    write_json_atomic(sweep_dir / SUMMARY_FILE, summary)
+    _write_csv(sweep_dir / RESULTS_FILE, results)
+    figure = plot(summary, results)
+    _save_png(figure, sweep_dir / PLOT_FILE)
+    _write_tensorboard(sweep_dir / TENSORBOARD_DIR, summary, figure)
+    plt.close(figure)
+    return summary
+
+
+def plot(summary: dict[str, Any], results: Sequence[RunResult]) -> plt.Figure:
+    """Metric vs swept value (log x): seeds, mean ± std, baseline and threshold lines, d_int markers."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    seeds = [(r.run.value, r.metric) for r in results if r.status == "done" and r.run.role != BASELINE]
+    if seeds:
+        ax.scatter(*zip(*seeds), s=10, color="0.6", zorder=2, label="seeds")
+    points = summary["points"]
+    if points:
+        ax.errorbar([p["value"] for p in points], [p["mean"] for p in points], yerr=[p["std"] for p in points],
+                    marker="o", color="C0", capsize=3, zorder=3, label="seed mean ± std")
+    base = summary["baseline"]["value"]
+    if base is not None:
+        ax.axhline(base, color="k", linestyle="--", linewidth=1, label=f"baseline ({summary['baseline']['kind']})")
+    for index, name in enumerate(k for k in summary if k.startswith("d_int")):
+        block = summary[name]
+        if block.get("target") is not None and block["fraction"] < 1:
+            ax.axhline(block["target"], color="C3", linestyle=":", linewidth=1,
+                       label=f"{block['fraction']:g} x baseline")
+        if block.get("value") is not None:
+            ax.axvline(block["value"], color=f"C{index + 1}", linewidth=1, alpha=0.8,
+                       label=f"{name} = {block['value']:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel(summary["param"])
+    ax.set_ylabel(summary["metric"])
+    ax.set_title(f"{summary['metric']} vs {summary['param']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _write_csv(path: Path, results: Sequence[RunResult]) -> None:
+    """results.csv, one row per planned run, written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        writer.writerow([r.run.role, "" if r.run.value is None else r.run.value, r.run.seed, r.status,
+                         "" if r.metric is None else r.metric, r.attempts, r.run.key,
+                         "" if r.run_dir is None else str(r.run_dir), r.error or ""])
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def _save_png(figure: plt.Figure, path: Path) -> None:
+    """Save the figure atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    figure.savefig(tmp, format="png")
+    os.replace(tmp, path)
+
+
+def _write_tensorboard(log_dir: Path, summary: dict[str, Any], figure: plt.Figure) -> None:
+    """The plot as a tensorboard figure, seed-means as scalars over the swept value, the summary as text."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    shutil.rmtree(log_dir, ignore_errors=True)  # derived output: one report, not a history of reports
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        metric = summary["metric"]
+        for point in summary["points"]:
+            if float(point["value"]).is_integer():
+                writer.add_scalar(f"sweep/{metric}", point["mean"], global_step=int(point["value"]))
+        writer.add_text("sweep/summary", "```\n" + json.dumps(
+            {k: v for k, v in summary.items() if k.startswith("d_int") or k in ("baseline", "runs")},
+            indent=2, default=str) + "\n```")
+        writer.add_figure(f"sweep/{metric}_vs_{summary['param']}", figure, global_step=0, close=False)
+    finally:
+        writer.close()

@@ -1,0 +1,55 @@
+"""Shared fixtures: compose real configs for fast CPU runs in a temporary run folder."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from fake_datasets import write_cifar, write_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+FAST = ["trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2", "trainer.num_sanity_val_steps=0", "++callbacks.progress_bar=null",
+        "+trainer.enable_progress_bar=false", "data.on_device=false"]
+
+
+def compose_config(overrides: list[str], output_dir: Path, fast: bool = True) -> DictConfig:
+    """Compose configs/train.yaml with `overrides` (after the fast CPU defaults), writing into `output_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=(FAST if fast else []) + list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """make_cfg(*overrides, run="run") → config of a fast CPU run in tmp_path/run."""
+    def make(*overrides: str, run: str = "run", fast: bool = True) -> DictConfig:
+        return compose_config(list(overrides), tmp_path / run, fast)
+    return make
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data_dir holding a small MNIST in torchvision's raw IDX layout."""
+    return write_mnist(tmp_path_factory.mktemp("mnist_data"))
+
+
+@pytest.fixture
+def cifar_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Path]:
+    """cifar_dir(num_classes) → a data_dir holding small CIFAR pickles; torchvision's md5 table points at them."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    def make(num_classes: int = 10) -> Path:
+        root = tmp_path_factory.mktemp(f"cifar{num_classes}_data")
+        for attr, value in write_cifar(root, num_classes).items():
+            monkeypatch.setattr(CIFAR10 if num_classes == 10 else CIFAR100, attr, value)
+        return root
+    return make
