@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -13,14 +14,24 @@ from idlab.training.module import Classifier, NonFiniteLossError
 from idlab.training.results import scalar_metrics, write_json_atomic
 
 
+def make(node: DictConfig, **kwargs):
+    """hydra.utils.instantiate, re-raising a constructor's own ValueError (a bad config value) unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+
+
 def build_module(cfg: DictConfig, data: pl.LightningDataModule) -> Classifier:
     """Model from the data's spec, wrapped by the adaptation, inside the Classifier."""
-    net = instantiate(cfg.model, spec=data.spec)
+    net = make(cfg.model, spec=data.spec)
     total = sum(p.numel() for p in net.parameters())
-    adaptation = instantiate(cfg.adapt)
+    adaptation = make(cfg.adapt)
     adapted = adaptation.apply(net)
-    return Classifier(net=adapted, optimizer=instantiate(cfg.optim.optimizer),
-                      schedule=instantiate(cfg.optim.schedule),
+    return Classifier(net=adapted, optimizer=make(cfg.optim.optimizer),
+                      schedule=make(cfg.optim.schedule),
                       adapt_metrics={"params/total": float(total), **adaptation.log_dict(adapted)})
 
 
@@ -38,7 +49,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), str(output_dir))
     pl.seed_everything(cfg.seed, workers=True)
 
-    data = instantiate(cfg.data)
+    data = make(cfg.data)
     data.prepare_data()  # a missing dataset fails here, before any model is built
     module = build_module(cfg, data)
     trainer = build_trainer(cfg)

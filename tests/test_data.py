@@ -1,0 +1,118 @@
+"""Datasets through the real torchvision loaders on small real-format files; task definitions are right."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from idlab.data import CIFAR, MNIST, MNISTMini, ModularArithmetic
+from idlab.data.spec import DataUnavailableError
+from idlab.data.vision import shuffled_labels
+
+
+def test_mnist_reads_idx_files_and_carves_seeded_val(mnist_dir: Path) -> None:
+    dm = MNIST(data_dir=str(mnist_dir), val_size=50)
+    dm.setup()
+    assert {k: len(s.x) for k, s in dm.splits.items()} == {"train": 250, "val": 50, "test": 100}
+    assert dm.splits["train"].x.dtype == torch.uint8 and dm.splits["train"].x.shape[1:] == (1, 28, 28)
+    again = MNIST(data_dir=str(mnist_dir), val_size=50)
+    again.setup()
+    assert torch.equal(again.splits["val"].y, dm.splits["val"].y)
+
+
+def test_missing_data_names_path_flag_and_offline_option(tmp_path: Path) -> None:
+    with pytest.raises(DataUnavailableError, match=r"(?s)data_dir=.*empty.*download=true.*mnist_mini"):
+        MNIST(data_dir=str(tmp_path / "empty"), download=False).prepare_data()
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_cifar_reads_pickles(cifar_dir, num_classes: int) -> None:
+    dm = CIFAR(num_classes=num_classes, data_dir=str(cifar_dir(num_classes)), val_size=20)
+    dm.setup()
+    x, y = dm.splits["train"].x, dm.splits["train"].y
+    assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.uint8 and int(y.max()) < num_classes
+    assert len(dm.splits["test"].x) == 60
+
+
+def test_mnist_mini_is_real_offline_digits_split_disjointly() -> None:
+    dm = MNISTMini(val_size=500, test_size=500)
+    dm.setup()
+    sizes = {k: len(s.x) for k, s in dm.splits.items()}
+    assert sizes == {"train": 4000, "val": 500, "test": 500}
+    assert set(dm.splits["train"].y.tolist()) == set(range(10))
+    flat = {k: {bytes(img.numpy()) for img in s.x} for k, s in dm.splits.items()}
+    assert not (flat["train"] & flat["test"]) and not (flat["train"] & flat["val"])
+
+
+def test_pixel_permutation_is_one_fixed_permutation_for_all_splits() -> None:
+    plain, shuffled = MNISTMini(), MNISTMini(permute_pixels=True, pixel_seed=3)
+    plain.setup(), shuffled.setup()
+    a, b = plain.splits["train"].x.flatten(1).float(), shuffled.splits["train"].x.flatten(1).float()
+    assert not torch.equal(a, b)
+    perm = torch.randperm(784, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[:, perm], b)
+    assert torch.equal(plain.splits["test"].x.flatten(1)[:, perm], shuffled.splits["test"].x.flatten(1))
+
+
+def test_shuffled_labels_keep_marginals_and_touch_only_train() -> None:
+    y = torch.arange(1000) % 10
+    z = shuffled_labels(y, 0.5, seed=0)
+    assert torch.equal(torch.bincount(z), torch.bincount(y))
+    assert 0.3 < (z != y).float().mean() < 0.5
+    dm = MNISTMini(shuffle_labels=1.0)
+    ref = MNISTMini()
+    dm.setup(), ref.setup()
+    assert (dm.splits["train"].y != ref.splits["train"].y).float().mean() > 0.8
+    assert torch.equal(dm.splits["val"].y, ref.splits["val"].y)
+
+
+@pytest.mark.parametrize("op,fn", [("add", lambda a, b, p: (a + b) % p), ("sub", lambda a, b, p: (a - b) % p),
+                                   ("mul", lambda a, b, p: (a * b) % p), ("div", lambda a, b, p: (a * pow(b, p - 2, p)) % p)])
+def test_modular_equations_are_correct(op: str, fn) -> None:
+    dm = ModularArithmetic(p=7, op=op, train_frac=0.5)
+    x, y = dm.equations()
+    assert len(x) == (42 if op == "div" else 49)
+    for (a, o, b, eq), c in zip(x.tolist(), y.tolist()):
+        assert c == fn(a, b, 7) and eq == 7 + 4 and o == 7 + ["add", "sub", "mul", "div"].index(op)
+    if op == "div":
+        assert (x[:, 2] != 0).all() and torch.equal((y * x[:, 2]) % 7, x[:, 0])
+
+
+def test_modular_split_is_disjoint_and_sized() -> None:
+    dm = ModularArithmetic(p=97, op="div", train_frac=0.3)
+    dm.setup()
+    train, held = dm.splits["train"].x, dm.splits["val"].x
+    assert len(train) == round(0.3 * 97 * 96) and len(train) + len(held) == 97 * 96
+    assert not ({tuple(r) for r in train.tolist()} & {tuple(r) for r in held.tolist()})
+
+
+@pytest.mark.parametrize("kwargs,match", [({"p": 96}, "prime"), ({"op": "pow"}, "operation"),
+                                          ({"train_frac": 1.0}, "train_frac")])
+def test_modular_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ModularArithmetic(**kwargs)
+
+
+def test_batches_are_seeded_per_epoch_and_cover_the_split() -> None:
+    dm = ModularArithmetic(p=11, batch_size=16)
+    dm.setup()
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    first = torch.cat([x for x, _ in loader])
+    loader.sampler.set_epoch(1)
+    second = torch.cat([x for x, _ in loader])
+    loader.sampler.set_epoch(0)
+    assert torch.equal(torch.cat([x for x, _ in loader]), first)
+    assert not torch.equal(first, second)
+    assert sorted(map(tuple, first.tolist())) == sorted(map(tuple, dm.splits["train"].x.tolist()))
+
+
+def test_cifar_augmentation_is_deterministic_given_seed_and_shape_preserving(cifar_dir) -> None:
+    dm = CIFAR(data_dir=str(cifar_dir(10)), val_size=20, batch_size=8)
+    dm.setup()
+    x = dm.splits["train"].x[:8]
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    a, b = dm.transform(x, gen()), dm.transform(x, gen())
+    assert a.shape == (8, 3, 32, 32) and torch.equal(a, b)
+    assert not torch.equal(a, dm.transform(x, None))
