@@ -104,3 +104,10 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(make_cfg) -> None:
     if last.exists():
         state = torch.load(last, weights_only=True)["state_dict"]
         assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_runs_without_logger_still_write_metrics(make_cfg) -> None:
+    cfg = make_cfg("logger=none")
+    metrics = train(cfg)
+    assert (Path(cfg.paths.output_dir) / "metrics.json").exists() and "test/acc" in metrics
+    assert not (Path(cfg.paths.output_dir) / "tensorboard").exists()

@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from idlab.training.checkpoint_io import AtomicCheckpointIO
 from idlab.training.checks import check_config, resolve_ckpt_path
@@ -37,8 +38,10 @@ def build_module(cfg: DictConfig, data: pl.LightningDataModule) -> Classifier:
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     """Trainer with the configured callbacks and loggers and atomic checkpoint writes."""
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not loggers:  # logger=none: a learning-rate monitor would have nowhere to write
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
 
 
