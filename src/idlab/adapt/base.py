@@ -17,10 +17,17 @@ class Adaptation:
 
 
 class Full(Adaptation):
-    """Ordinary training: every parameter of the model trains."""
+    """Ordinary training of every parameter, from the model's init or from `init_from` (full fine-tuning)."""
+
+    def __init__(self, init_from: str | None = None, reinit: tuple[str, ...] | list[str] = ()) -> None:
+        self.init_from, self.reinit = init_from, tuple(reinit)
 
     def apply(self, model: nn.Module) -> nn.Module:
-        """Return the model unchanged, with every parameter trainable."""
+        """Load θ0 if asked, and make every parameter trainable."""
+        if self.init_from:
+            from idlab.adapt.init_from import load_base_weights
+
+            load_base_weights(model, self.init_from, self.reinit)
         for p in model.parameters():
             p.requires_grad_(True)
         return model

@@ -48,19 +48,25 @@ def describe_layers(model: nn.Module, fits: LayerTest) -> str:
     return ", ".join(rows) if rows else "(none)"
 
 
-def resolve_targets(model: nn.Module, globs: Iterable[str], fits: LayerTest) -> list[str]:
-    """Full names of the layers `fits` accepts matched by `globs`; a glob on a container selects its layers."""
+def resolve_targets(model: nn.Module, globs: Iterable[str], fits: LayerTest, every_glob: bool = True) -> list[str]:
+    """Full names of the layers `fits` accepts matched by `globs` (containers select their layers inside).
+
+    With `every_glob` each glob must match; otherwise (a class's defaults, some absent in a variant) only the union.
+    """
     modules = dict(model.named_modules())
     chosen: list[str] = []
     for glob in globs:
         hits = [n for n in modules if n and matches(n, glob)]
         layers = [n for n, m in modules.items()
                   if fits(m) and any(is_under(n, hit) for hit in hits)]
-        if not layers:
+        if not layers and every_glob:
             raise PeftConfigError(
                 f"adapt target_modules entry {glob!r} matches no adaptable layer of {type(model).__name__}; "
                 f"layers it can adapt: {describe_layers(model, fits)}")
         chosen.extend(n for n in layers if n not in chosen)
+    if not chosen:
+        raise PeftConfigError(f"adapt target_modules {list(globs)} match no adaptable layer of "
+                              f"{type(model).__name__}; layers it can adapt: {describe_layers(model, fits)}")
     return chosen
 
 

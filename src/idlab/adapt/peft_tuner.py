@@ -34,7 +34,7 @@ def tuner_config_class(tuner: str) -> type:
     if squash(tuner) not in table:
         raise PeftConfigError(f"adapt.tuner={tuner!r} is not a PEFT {peft.__version__} tuner; "
                               f"choose one of: {', '.join(usable)}")
-    name, cls = table[squash(tuner)]
+    _, cls = table[squash(tuner)]
     if not adapts_layers(cls):
         raise PeftConfigError(f"adapt.tuner={tuner!r} does not adapt layers of a plain model (prompt tuning "
                               f"needs a transformers language model); choose one of: {', '.join(usable)}")
@@ -60,6 +60,8 @@ class PeftTuner(PeftAdaptation):
                  target_modules: Sequence[str] | str | None = None, head: str = "train",
                  init_from: str | None = None, reinit: Sequence[str] | None = None) -> None:
         """Look the tuner up and check that `config` only names fields its config class has."""
+        from peft import PeftConfig
+
         self.config_class = tuner_config_class(str(tuner))
         self.tuner = str(tuner)
         self.config = plain(config or {})
@@ -71,8 +73,9 @@ class PeftTuner(PeftAdaptation):
             raise PeftConfigError(f"adapt.config.{taken[0]} is set by idlab; use {reserved[taken[0]]} instead")
         unknown = sorted(set(self.config) - fields)
         if unknown:
+            own = fields - reserved.keys() - {f.name for f in dataclasses.fields(PeftConfig)}
             raise PeftConfigError(f"adapt.config has {unknown}, not fields of {self.config_class.__name__}; "
-                                  f"its fields: {', '.join(sorted(fields - reserved.keys()))}")
+                                  f"its fields: {', '.join(sorted(own))}")
         super().__init__(target_modules, head, init_from, reinit)
 
     def layer_test(self, module: nn.Module) -> bool:

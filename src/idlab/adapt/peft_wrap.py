@@ -13,7 +13,6 @@ from torch import nn
 from idlab.adapt.base import Adaptation, base_model, count_trainable
 from idlab.adapt.init_from import load_base_weights
 from idlab.adapt.peft_targets import (
-    LayerTest,
     PeftConfigError,
     check_mergeable,
     head_name,
@@ -91,16 +90,16 @@ class PeftAdaptation(Adaptation):
 
     def chosen_layers(self, model: nn.Module) -> list[str]:
         """Resolve target globs (default: the class's lora_targets) and apply the head policy."""
-        globs = self.target_modules
+        globs, every_glob = self.target_modules, True
         if globs is None:
-            globs = getattr(type(model), "lora_targets", None)
+            globs, every_glob = getattr(type(model), "lora_targets", None), False
             if not globs:
                 raise PeftConfigError(f"{type(model).__name__} defines no lora_targets; set adapt.target_modules "
                                       "to module-name globs")
         head = head_name(model)
         if not any(is_under(n, head) for n, _ in model.named_modules()):
             raise PeftConfigError(f"{type(model).__name__} has no module {head!r} (its head_name)")
-        names = [n for n in resolve_targets(model, globs, self.layer_test) if not is_under(n, head)]
+        names = [n for n in resolve_targets(model, globs, self.layer_test, every_glob) if not is_under(n, head)]
         if self.head == self.adapted_head:
             names += [n for n, m in model.named_modules() if is_under(n, head) and self.layer_test(m)]
         if not names:
@@ -130,7 +129,8 @@ def wrap_with_peft(model: nn.Module, config) -> nn.Module:  # noqa: ANN001 - a p
         return peft.get_peft_model(model, config)
     except (ValueError, TypeError, RuntimeError, NotImplementedError, KeyError) as err:
         raise PeftConfigError(f"PEFT {peft.__version__} cannot apply {config.peft_type.value} to "
-                              f"{type(model).__name__}: {err}") from err
+                              f"{type(model).__name__}: {err}; restrict adapt.target_modules to layers it supports "
+                              "or change the adapt settings PEFT names") from err
 
 
 def merged_copy(module: nn.Module) -> nn.Module:
