@@ -105,7 +105,7 @@ def test_every_swept_rank_fits_the_experiment_architecture(exp: str, tmp_path: P
 @pytest.mark.parametrize("exp", LORA_EXPS)
 def test_sweep_baseline_of_every_exp_composes_to_full_training(exp: str, tmp_path: Path) -> None:
     cfg = compose_config([f"+exp={exp}"], tmp_path, fast=False)
-    user = ["adapt.init_from=x.ckpt"] if exp == "lora_mod97" else []  # the one exp the user gives θ0 to
+    user = ["pretrained=x.ckpt"] if exp == "lora_mod97" else []  # the one exp the user gives θ0 to
     baseline = compose_config([f"+exp={exp}", *user, "adapt=full", *cfg.sweep.baseline_overrides], tmp_path,
                               fast=False)
     assert type(instantiate(baseline.adapt)).__name__ == "Full"

@@ -1,6 +1,7 @@
 """Composing job configs and running lists of override sets through Hydra's configured launcher."""
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -11,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from idlab.sweep.spec import SweepConfigError
 from idlab.sweep.task import RecordedTask
@@ -37,8 +38,8 @@ class HydraSession:
 
     def __init__(self, config_name: str, overrides: Sequence[str], sweep_dir: Path) -> None:
         self.config_name = config_name
-        self.task_overrides = [o for o in overrides if not _is_hydra_override(o)]
-        hydra_overrides = [o for o in overrides if _is_hydra_override(o)]
+        self.task_overrides = [o for o in overrides if not is_hydra_override(o)]
+        hydra_overrides = [o for o in overrides if is_hydra_override(o)]
         # The launcher recomposes every job from the master's hydra overrides plus the job's own overrides.
         hydra_overrides += [f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}"]
         self.loader = GlobalHydra.instance().config_loader()
@@ -69,8 +70,16 @@ class HydraSession:
             return [None] * len(job_overrides)
 
 
-def _is_hydra_override(override: str) -> bool:
+def is_hydra_override(override: str) -> bool:
     """True for overrides of the hydra node or hydra/ config groups."""
-    key = override.lstrip("~+")
-    return key.startswith("hydra.") or key.startswith("hydra/") or key.startswith("hydra=")
+    return override.lstrip("~+").startswith(("hydra.", "hydra/", "hydra="))
+
+
+def task_config(cfg: DictConfig) -> DictConfig:
+    """A copy of a job config as the task function receives it (no hydra node)."""
+    task_cfg = copy.deepcopy(cfg)
+    OmegaConf.set_struct(task_cfg, False)
+    task_cfg.pop("hydra", None)
+    return task_cfg
+
 

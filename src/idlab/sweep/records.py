@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +125,3 @@ def _json_default(obj: Any) -> Any:
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
-
-def finite_or_none(x: float | None) -> float | None:
-    """NaN/inf become None for JSON."""
-    return x if x is not None and math.isfinite(x) else None

@@ -38,15 +38,20 @@ def read_plan(sweep_dir: Path) -> dict[str, Any]:
         raise SweepConfigError(f"{path} is not valid JSON ({err}); rerun the sweep to rewrite it") from err
 
 
+def summarize_plan(sweep_dir: Path, plan: dict[str, Any]) -> tuple[dict[str, Any], list[RunResult]]:
+    """The summary of a plan (as in plan.json) against the run folders on disk; writes nothing."""
+    spec = SweepSpec.from_dict(plan["spec"])
+    runs = [PlannedRun.from_dict(r) for r in plan["runs"]]
+    results = collect(runs, scan_runs(Path(sweep_dir) / RUNS_DIR), spec.metric)
+    summary = summarize(spec, results, plan.get("search", {"kind": spec.search}))
+    summary["sweep_dir"] = str(sweep_dir)
+    return summary, results
+
+
 def report(sweep_dir: Path) -> dict[str, Any]:
     """Re-aggregate a sweep folder from plan.json and its run folders; writes every output."""
     sweep_dir = Path(sweep_dir)
-    plan = read_plan(sweep_dir)
-    spec = SweepSpec.from_dict(plan["spec"])
-    runs = [PlannedRun.from_dict(r) for r in plan["runs"]]
-    results = collect(runs, scan_runs(sweep_dir / RUNS_DIR), spec.metric)
-    summary = summarize(spec, results, plan.get("search", {"kind": spec.search}))
-    summary["sweep_dir"] = str(sweep_dir)
+    summary, results = summarize_plan(sweep_dir, read_plan(sweep_dir))
     write_json_atomic(sweep_dir / SUMMARY_FILE, summary)
     _write_csv(sweep_dir / RESULTS_FILE, results)
     figure = plot(summary, results)
@@ -77,12 +82,16 @@ def plot(summary: dict[str, Any], results: Sequence[RunResult]) -> plt.Figure:
         if block.get("value") is not None:
             ax.axvline(block["value"], color=f"C{index + 1}", linewidth=1, alpha=0.8,
                        label=f"{name} = {block['value']:g}")
+            low, high = block.get("ci95") or (None, None)
+            if low is not None and high is not None and high > low:
+                ax.axvspan(low, high, color=f"C{index + 1}", alpha=0.12, label=f"{name} 95% CI")
     ax.set_xscale("log")
     ax.set_xlabel(summary["param"])
     ax.set_ylabel(summary["metric"])
     ax.set_title(f"{summary['metric']} vs {summary['param']}")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 

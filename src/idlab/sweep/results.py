@@ -106,8 +106,8 @@ def _dim_block(table: dict[float, list[float]], base: list[float], fraction: flo
                stats: list) -> dict[str, Any]:
     """One d_int entry of summary.json, with a human-readable note."""
     if not base:
-        return {"value": None, "reached": False, "fraction": fraction,
-                "note": "no baseline: every baseline run failed; see `failed`"}
+        return {"value": None, "reached": False, "fraction": fraction, "target": None, "ci95": [None, None],
+                "note": "no baseline yet: the baseline runs have not finished (see `runs` and `failed`)"}
     dim: IntrinsicDim = intrinsic_dimension(table, base, fraction, n_boot=spec.bootstrap)
     swept = [s.value for s in stats]
     if dim.reached:

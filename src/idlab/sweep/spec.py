@@ -54,7 +54,7 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, block: Mapping[str, Any] | None) -> "SweepSpec":
         """Validate a plain-dict sweep block; every problem is reported with the key and the fix."""
-        if not block:
+        if not block or not (block.get("param") or block.get("values")):
             raise SweepConfigError(
                 "no sweep block: the experiment needs a `sweep:` section with at least `param` and `values` "
                 "(see docs/sweep.md), e.g. `sweep: {param: adapt.d, values: [100, 200, 400], seeds: [0, 1, 2]}`, "
@@ -65,7 +65,7 @@ class SweepSpec:
             raise SweepConfigError(f"unknown sweep key(s) {unknown}; valid keys are {sorted(known)}")
         if not block.get("param"):
             raise SweepConfigError("sweep.param is missing: name the config key to sweep, e.g. sweep.param=adapt.d")
-        return cls(
+        spec = cls(
             param=str(block["param"]),
             values=_values(block.get("values")),
             seeds=_seeds(block.get("seeds", [0])),
@@ -82,6 +82,10 @@ class SweepSpec:
             seed_key=str(block.get("seed_key", "seed")),
             dir=None if block.get("dir") in (None, "") else str(block["dir"]),
         )
+        if spec.search == "bisect" and len(spec.values) < 2:
+            raise SweepConfigError(f"sweep.search=bisect searches between the smallest and largest of sweep.values; "
+                                   f"give at least two values (got {list(spec.values)}), e.g. [10, 10000]")
+        return spec
 
 
 def _values(raw: Any) -> tuple[float, ...]:

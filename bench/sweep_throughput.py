@@ -1,0 +1,175 @@
+"""End-to-end sweep throughput: Li et al.'s MNIST FC d-grid (10 values × 3 seeds + 3 baselines) on mnist_mini.
+
+python bench/sweep_throughput.py [--jobs 12] [--epochs 100] [--out DIR] [--extra OVERRIDE ...]
+Runs `python sweep.py` with the joblib launcher (several runs share the GPU, data held on the device) and
+breaks the wall time down into planning, worker start-up, training runs and reporting; samples GPU utilisation.
+Prints a markdown row for docs/benchmarks.md and writes bench.json next to the sweep folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LI_MNIST_FC_D = [10, 50, 100, 300, 500, 750, 1000, 2000, 3000, 4000]  # Li et al.'s loop_d grid (+750)
+
+
+def sweep_command(sweep_dir: Path, jobs: int, epochs: int, values: list[int], seeds: list[int],
+                  extra: list[str]) -> list[str]:
+    """sweep.py over adapt.d for FC 784-200-200-10 (D = 199,210) with Adam, as in Li et al."""
+    return [sys.executable, str(REPO / "sweep.py"), "data=mnist_mini", "model=fc", "adapt=subspace",
+            "optim=adam", "trainer=gpu", f"trainer.max_epochs={epochs}", "++callbacks.progress_bar=null",
+            "+trainer.enable_progress_bar=false", "sweep.param=adapt.d", f"sweep.values=[{','.join(map(str, values))}]",
+            f"sweep.seeds=[{','.join(map(str, seeds))}]", "sweep.baseline=full", f"sweep.dir={sweep_dir}",
+            "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}",
+            "+callbacks.fit_timer._target_=sweep_throughput.make_fit_timer", *extra]
+
+
+class FitTimer:
+    """Lightning callback (passed as +callbacks.fit_timer): writes timing.json with where one run's time went."""
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = {"created": time.time()}
+        self.val_s = 0.0
+        self._val0 = 0.0
+
+    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001 - Lightning hook signature
+        self.t.setdefault(f"setup_{stage}", time.time())
+
+    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.t["train_start"] = time.time()
+
+    def on_validation_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self._val0 = time.time()
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.val_s += time.time() - self._val0
+
+    def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.t["train_end"] = time.time()
+        Path(trainer.default_root_dir, "timing.json").write_text(json.dumps({**self.t, "val_s": self.val_s}))
+
+
+def _as_callback(cls: type) -> type:
+    """FitTimer as a pytorch_lightning Callback subclass (imported lazily: the driver does not need Lightning)."""
+    import pytorch_lightning as pl
+
+    return type(cls.__name__, (cls, pl.Callback), {})
+
+
+def make_fit_timer() -> object:
+    """Factory used by the `_target_` of +callbacks.fit_timer."""
+    return _as_callback(FitTimer)()
+
+
+class GpuSampler(threading.Thread):
+    """Samples nvidia-smi utilisation and memory once a second while the sweep runs."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                line = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                                       "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                                      timeout=5).stdout.splitlines()[0]
+                util, mem = (float(x) for x in line.split(","))
+                self.samples.append((util, mem))
+            except (OSError, IndexError, ValueError, subprocess.TimeoutExpired):
+                return
+
+
+def breakdown(sweep_dir: Path, t_start: float, t_end: float, jobs: int) -> dict:
+    """Where the wall time went, from each run's sweep_run.json and metrics.json."""
+    runs = []
+    for record_path in sorted((sweep_dir / "runs").glob("*/sweep_run.json")):
+        record = json.loads(record_path.read_text())
+        metrics_path = record_path.with_name("metrics.json")
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        timing_path = record_path.with_name("timing.json")
+        timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        if "finished" in record and "train_end" in timing:
+            runs.append({"wall": record["finished"] - record["started"], "started": record["started"],
+                         "finished": record["finished"], "steps": metrics.get("global_step", 0.0),
+                         "status": record["status"], "setup": timing["train_start"] - record["started"],
+                         "loop": timing["train_end"] - timing["train_start"], "val": timing["val_s"],
+                         "after": record["finished"] - timing["train_end"]})
+    if not runs:
+        return {"runs": 0}
+    walls = [r["wall"] for r in runs]
+    steps = sum(r["steps"] for r in runs)
+    first_start, last_end = min(r["started"] for r in runs), max(r["finished"] for r in runs)
+    return {
+        "runs": len(runs), "failed": sum(r["status"] != "done" for r in runs),
+        "until_first_run_s": first_start - t_start, "training_span_s": last_end - first_start,
+        "reporting_s": t_end - last_end,
+        "run_wall_median_s": statistics.median(walls), "run_wall_max_s": max(walls),
+        "run_setup_median_s": statistics.median(r["setup"] for r in runs),
+        "run_loop_median_s": statistics.median(r["loop"] for r in runs),
+        "run_val_median_s": statistics.median(r["val"] for r in runs),
+        "run_test_teardown_median_s": statistics.median(r["after"] for r in runs),
+        "ms_per_step_median": 1000 * statistics.median((r["loop"] - r["val"]) / max(r["steps"], 1) for r in runs),
+        "steps_total": steps, "aggregate_steps_per_s": steps / (last_end - first_start),
+        "parallel_efficiency": sum(walls) / (jobs * (last_end - first_start)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=12, help="joblib n_jobs: runs sharing the GPU at once")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--values", type=int, nargs="+", default=LI_MNIST_FC_D)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_sweep")
+    parser.add_argument("--timeout", type=float, default=480.0, help="give up after this many seconds")
+    parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run (e.g. trainer=cpu)")
+    args = parser.parse_args()
+
+    sweep_dir = args.out / f"jobs{args.jobs}"
+    shutil.rmtree(sweep_dir, ignore_errors=True)  # a benchmark measures a cold sweep, not a resume
+    command = sweep_command(sweep_dir, args.jobs, args.epochs, args.values, args.seeds, args.extra)
+    sampler = GpuSampler()
+    sampler.start()
+    t_start = time.time()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "bench"),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    try:
+        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=args.timeout, env=env)
+    except subprocess.TimeoutExpired as err:
+        proc = subprocess.CompletedProcess(command, returncode=124, stdout=str(err.stdout or ""),
+                                           stderr=str(err.stderr or ""))
+    t_end = time.time()
+    sampler.stop.set()
+    result = {"command": " ".join(command[1:]), "returncode": proc.returncode, "wall_s": t_end - t_start,
+              "jobs": args.jobs, "epochs": args.epochs, **breakdown(sweep_dir, t_start, t_end, args.jobs)}
+    if sampler.samples:
+        result["gpu_util_mean_pct"] = statistics.mean(u for u, _ in sampler.samples)
+        result["gpu_mem_max_mib"] = max(m for _, m in sampler.samples)
+    summary_path = sweep_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        result["d_int90"] = summary["d_int90"]["value"]
+        result["d_int90_ci95"] = summary["d_int90"]["ci95"]
+        result["baseline"] = summary["baseline"]["value"]
+    (args.out / f"bench_jobs{args.jobs}.json").write_text(json.dumps(result, indent=2))
+    print(proc.stdout[-3000:], proc.stderr[-3000:] if proc.returncode else "", sep="\n")
+    print(json.dumps(result, indent=2))
+    print(f"| {args.jobs} jobs | {result['wall_s']:.0f} s | {result.get('runs', 0)} runs | "
+          f"run median {result.get('run_wall_median_s', 0):.1f} s | "
+          f"setup {result.get('run_setup_median_s', 0):.1f} s | {result.get('ms_per_step_median', 0):.2f} ms/step | "
+          f"GPU util {result.get('gpu_util_mean_pct', float('nan')):.0f} % | d_int90 {result.get('d_int90')} |")
+
+
+if __name__ == "__main__":
+    main()

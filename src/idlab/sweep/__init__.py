@@ -1,0 +1,1 @@
+"""d-sweeps through Hydra launchers: plan, launch, resume, d_int90 analysis and report."""

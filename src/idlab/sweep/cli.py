@@ -1,0 +1,74 @@
+"""Command line of sweep.py: run/resume a sweep, plan it (--dry-run), or re-aggregate a folder (--report)."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from idlab.sweep.spec import SweepConfigError
+
+USAGE = """\
+usage: python sweep.py +exp=NAME [sweep.KEY=VALUE ...] [hydra/launcher=joblib|submitit_local|slurm ...] [overrides]
+       python sweep.py --dry-run +exp=NAME ...   list the runs and which are already done, launch nothing
+       python sweep.py --report DIR              re-aggregate an existing sweep folder
+The sweep block (param, values, seeds, metric, baseline, threshold, overrides, search, ...) is described in
+docs/sweep.md; finished runs are matched by their resolved config and skipped, failed runs are rerun."""
+
+
+def main(argv: Sequence[str], config_dir: Path) -> int:
+    """Entry point; returns the process exit status (2 for bad input, 1 when runs failed)."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    args = list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    try:
+        if "--report" in args:
+            summary = _report(args)
+        else:
+            from idlab.sweep.driver import run_sweep
+
+            dry_run = "--dry-run" in args
+            summary = run_sweep(config_dir, [a for a in args if a != "--dry-run"], dry_run=dry_run)
+    except SweepConfigError as err:
+        print(f"sweep.py: error: {err}", file=sys.stderr)
+        return 2
+    print(describe(summary))
+    return 1 if summary["runs"]["failed"] else 0
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """A short human-readable account of a summary."""
+    base = summary["baseline"]
+    lines = [f"sweep folder: {summary.get('sweep_dir')}",
+             f"runs: {summary['runs']}",
+             f"baseline ({base['kind']}): {_num(base['value'])}" + (f" ± {_num(base['std'])} over {base['n']} seeds"
+                                                                    if base["kind"] == "full" else ""),
+             f"{summary['param']:>12}  {'n':>2}  {summary['metric']} mean ± std"]
+    lines += [f"{p['value']:>12g}  {p['n']:>2}  {p['mean']:.4f} ± {p['std']:.4f}" for p in summary["points"]]
+    for name in (k for k in summary if k.startswith("d_int")):
+        block = summary[name]
+        ci = block.get("ci95") or [None, None]
+        lines.append(f"{name}: {_num(block['value'])}  (95% bootstrap CI {_num(ci[0])} .. "
+                     f"{_num(ci[1]) if ci[1] is not None else 'not reached'}) — {block['note']}")
+    for failed in summary["failed"]:
+        lines.append(f"FAILED {failed['role']} value={failed['value']} seed={failed['seed']} "
+                     f"({failed['attempts']} attempt(s)): {failed['error']}  [{failed['run_dir']}]")
+    return "\n".join(lines)
+
+
+def _report(args: list[str]) -> dict[str, Any]:
+    """--report DIR."""
+    from idlab.sweep.report import report
+
+    index = args.index("--report")
+    if index + 1 >= len(args) or len(args) != 2:
+        raise SweepConfigError("--report takes exactly one sweep folder: python sweep.py --report DIR")
+    summary = report(Path(args[index + 1]))
+    return summary
+
+
+def _num(x: float | None) -> str:
+    """Compact number or 'n/a'."""
+    return "n/a" if x is None else f"{x:.4g}"

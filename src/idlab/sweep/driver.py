@@ -1,0 +1,124 @@
+"""One sweep invocation: compose, validate, skip finished runs, launch the rest, report."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+
+from idlab.sweep.arguments import apply_sweep_overrides, check_mandatory_values, split_sweep_overrides, \
+    sweep_directory
+from idlab.sweep.guard import check_single_process_jobs
+from idlab.sweep.identity import run_key
+from idlab.sweep.launch import HydraSession, check_launcher_choice, is_hydra_override, task_config
+from idlab.sweep.plan import BASELINE, PlannedRun, check_base_overrides, point_runs, with_keys
+from idlab.sweep.records import PLAN_FILE, RUNS_DIR, SweepLock, best_by_key, next_job_index, scan_runs, \
+    write_json_atomic
+from idlab.sweep.report import report, summarize_plan
+from idlab.sweep.results import RunResult, collect
+from idlab.sweep.search import run_bisect, run_grid
+from idlab.sweep.spec import SweepConfigError, SweepSpec
+from idlab.sweep.task import default_task
+from idlab.sweep.validate import build_check
+
+log = logging.getLogger(__name__)
+
+Task = Callable[[DictConfig], Any]
+Validate = Callable[[DictConfig], None]
+
+
+class SweepDriver:
+    """Runs planned runs through the launcher, skipping those whose config key already has a result."""
+
+    def __init__(self, session: HydraSession, spec: SweepSpec, sweep_dir: Path, task: Task) -> None:
+        self.session, self.spec, self.sweep_dir, self.task = session, spec, sweep_dir, task
+        self.planned: dict[str, PlannedRun] = {}
+
+    def keyed(self, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+        """The runs with their resolved-config keys (composed exactly as the launcher will)."""
+        return with_keys(runs, [run_key(task_config(self.compose(r))) for r in runs])
+
+    def compose(self, run: PlannedRun) -> DictConfig:
+        """One run's job config; a composition error names the run and the sweep key to fix."""
+        try:
+            return self.session.job_config(run.overrides)
+        except HydraException as err:
+            where = "sweep.baseline_overrides (the baseline is this config with adapt=full)" \
+                if run.role == BASELINE else "sweep.param / sweep.overrides"
+            raise SweepConfigError(f"the {run.role} run {' '.join(run.overrides)} does not compose: {err}; "
+                                   f"check {where}") from err
+
+    def execute(self, runs: Sequence[PlannedRun], dry_run: bool = False) -> list[PlannedRun]:
+        """Launch the runs that have no successful result yet; returns the keyed runs."""
+        keyed = self.keyed(runs)
+        for run in keyed:
+            self.planned.setdefault(run.key, run)
+        runs_dir = self.sweep_dir / RUNS_DIR
+        existing = best_by_key(scan_runs(runs_dir), self.spec.metric)
+        todo = [r for r in keyed if not _has_result(existing.get(r.key, []), self.spec.metric)]
+        log.info("%d runs planned, %d already done, %d to launch", len(keyed), len(keyed) - len(todo), len(todo))
+        if todo and not dry_run:
+            self.session.launch([r.overrides for r in todo], next_job_index(runs_dir), self.task)
+        return keyed
+
+    def results(self) -> list[RunResult]:
+        """Every planned run joined with what is on disk."""
+        return collect(list(self.planned.values()), scan_runs(self.sweep_dir / RUNS_DIR), self.spec.metric)
+
+
+def run_sweep(config_dir: Path, args: Sequence[str], config_name: str = "train", task: Task = default_task,
+              validate: Validate | None = build_check, dry_run: bool = False) -> dict[str, Any]:
+    """`python sweep.py ARGS`: run or resume the sweep and return its summary."""
+    sweep_args, hydra_args = split_sweep_overrides(args)
+    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3", job_name="train"):
+        check_launcher_choice(hydra_args, config_name)
+        probe = _compose(config_name, hydra_args)
+        check_mandatory_values(probe)
+        spec = SweepSpec.from_dict(apply_sweep_overrides(probe.get("sweep"), sweep_args))
+        base = [a for a in hydra_args if not is_hydra_override(a)]
+        check_base_overrides(spec, base)
+        sweep_dir = sweep_directory(spec, probe)
+        with SweepLock(sweep_dir):
+            session = HydraSession(config_name, hydra_args, sweep_dir / RUNS_DIR)
+            check_single_process_jobs(session.master)
+            driver = SweepDriver(session, spec, sweep_dir, task)
+            if validate is not None:
+                _validate_extremes(driver, spec, base, validate)
+            search = (run_grid if spec.search == "grid" else run_bisect)(driver, spec, base, dry_run)
+            plan = {"config_name": config_name, "args": list(args), "spec": spec.to_dict(), "search": search,
+                    "runs": [r.to_dict() for r in driver.planned.values()], "written": time.time()}
+            if dry_run:
+                return summarize_plan(sweep_dir, plan)[0]
+            write_json_atomic(sweep_dir / PLAN_FILE, plan)
+            return report(sweep_dir)
+
+
+def _validate_extremes(driver: SweepDriver, spec: SweepSpec, base: list[str], validate: Validate) -> None:
+    """Build the model at the smallest and largest value once, so an out-of-range value fails before launch."""
+    for value in sorted({min(spec.values), max(spec.values)}):
+        run = point_runs(spec, base, [value])[0]
+        cfg = driver.compose(run)
+        HydraConfig.instance().set_config(cfg)
+        try:
+            validate(task_config(cfg))
+        except Exception as err:  # noqa: BLE001 - re-raised with the swept key named
+            raise SweepConfigError(f"sweep.values: {spec.param}={value:g} does not work for this model: "
+                                   f"{type(err).__name__}: {err}") from err
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """The master config with the hydra node, with composition errors turned into sweep errors."""
+    try:
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    except HydraException as err:
+        raise SweepConfigError(f"cannot compose {config_name} with {overrides}: {err}") from err
+
+
+def _has_result(group: list, metric: str) -> bool:
+    """Whether some run folder with this key finished with the metric."""
+    return bool(group) and group[0].status == "done" and group[0].metric(metric) is not None
