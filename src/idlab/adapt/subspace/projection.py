@@ -1,0 +1,43 @@
+"""Common interface of the random projections P: R^d → R^D (dense, sparse, Fastfood)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Projection(nn.Module):
+    """θ = base + P·θ_d for a fixed random P regenerated from `seed`; subclasses implement `forward`.
+
+    Tensors of P are plain attributes named in `tensor_attrs`, moved by `_apply`, not buffers: they are
+    regenerated from the seed (never checkpointed) and DDP would otherwise broadcast them every step.
+    """
+
+    tensor_attrs: tuple[str, ...] = ()
+
+    def __init__(self, total: int, d: int, seed: int) -> None:
+        super().__init__()
+        self.total, self.d, self.seed = int(total), int(d), int(seed)
+        self.device = torch.device("cpu")
+
+    def _apply(self, fn, recurse=True):  # noqa: D102 - nn.Module hook: move P's tensors with the module
+        super()._apply(fn, recurse)
+        for name in self.tensor_attrs:
+            setattr(self, name, fn(getattr(self, name)))
+            self.device = getattr(self, name).device
+        return self
+
+    def forward(self, theta_d: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """Return base + P·θ_d (or P·θ_d when base is None), a flat tensor of length D."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def materialize(self, device: torch.device | None = None, chunk: int = 256) -> torch.Tensor:
+        """The explicit D×d matrix P, built column by column from `forward` (tests and small models only)."""
+        device = device or self.device
+        columns = []
+        for start in range(0, self.d, chunk):
+            stop = min(self.d, start + chunk)
+            eye = torch.zeros(stop - start, self.d, device=device)
+            eye[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+            columns.extend(self.forward(row) for row in eye)
+        return torch.stack(columns, dim=1)
