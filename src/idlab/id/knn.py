@@ -19,6 +19,7 @@ class Neighbours:
     distances: torch.Tensor
     indices: torch.Tensor
     certified: torch.Tensor
+    tiers: dict[str, int] | None = None  # rows settled by each search precision (and by brute force)
 
 
 def default_device(x: torch.Tensor) -> torch.device:
@@ -33,7 +34,8 @@ def check_points(x: torch.Tensor, min_points: int = 3) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor of points, got {type(x).__name__}; wrap arrays with torch.as_tensor")
     if x.ndim < 2:
-        raise ValueError(f"expected points of shape (N, F), got shape {tuple(x.shape)}; use x.reshape(-1, 1) for 1-D data")
+        raise ValueError(f"expected points of shape (N, F), got shape {tuple(x.shape)}; "
+                         "use x.reshape(-1, 1) for 1-D data")
     if x.shape[0] < min_points:
         raise ValueError(f"need at least {min_points} points to find two neighbours each, got N={x.shape[0]}")
     x = x.reshape(x.shape[0], -1)
@@ -56,7 +58,8 @@ def nearest_neighbours(
 
 
 def knn_within(
-    keys: torch.Tensor, query_positions: torch.Tensor, k: int, candidates: int, chunk_size: int | None = None
+    keys: torch.Tensor, query_positions: torch.Tensor, k: int, candidates: int, chunk_size: int | None = None,
+    tiers: tuple[torch.dtype, ...] | None = None,
 ) -> Neighbours:
     """Neighbours among `keys` (N, F) of the rows at `query_positions`, escalating precision until k are certified."""
     n_keys, features = keys.shape
@@ -66,26 +69,28 @@ def knn_within(
     index = torch.empty(rows, c, dtype=torch.long, device=keys.device)
     certified = torch.zeros(rows, dtype=torch.long, device=keys.device)
     pending = torch.arange(rows, device=keys.device)
-    tiers = search_dtypes(keys.device)
-    for tier_number, dtype in enumerate(tiers):
+    step = chunk_size or max(1, _CHUNK_ELEMENTS // max(features, n_keys))
+    settled: dict[str, int] = {}
+    for dtype in tiers or search_dtypes(keys.device):
         if pending.numel() == 0:
             break
         space = SearchSpace(keys, dtype)
-        step = chunk_size or max(1, _CHUNK_ELEMENTS // max(features, n_keys))
         for start in range(0, pending.numel(), step):
             slot = pending[start : start + step]
-            d, i, cert = space.query(query_positions[slot], c)
-            dist[slot], index[slot], certified[slot] = d, i, cert
-        if tier_number < len(tiers) - 1:
-            pending = pending[certified[pending] < k]
-    last = tiers[-1]
-    if last == torch.float64:
-        certified = torch.maximum(certified, torch.full_like(certified, k))
-    return Neighbours(dist, index, certified)
+            dist[slot], index[slot], certified[slot] = space.query(query_positions[slot], c)
+        unsettled = pending[certified[pending] < k]
+        settled[str(dtype).removeprefix("torch.")] = pending.numel() - unsettled.numel()
+        pending = unsettled
+    for start in range(0, pending.numel(), step):
+        slot = pending[start : start + step]
+        dist[slot], index[slot] = brute_force(keys, query_positions[slot], c)
+        certified[slot] = c
+    settled["brute_force"] = pending.numel()
+    return Neighbours(dist, index, certified, settled)
 
 
 def search_dtypes(device: torch.device) -> tuple[torch.dtype, ...]:
-    """Candidate-search precisions tried in order: fast first, float64 last (always accepted)."""
+    """Candidate-search precisions tried in order, fastest first; rows none certifies go to `brute_force`."""
     if device.type == "cuda" and fp16_matmul_with_fp32_output(device.index or 0):
         return (torch.float16, torch.float32, torch.float64)
     return (torch.float32, torch.float64)
@@ -101,10 +106,27 @@ def fp16_matmul_with_fp32_output(device_index: int) -> bool:
         return False
 
 
+def brute_force(keys: torch.Tensor, positions: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact c nearest keys from float64 differences to every key (slow; for rows no search tier certifies)."""
+    query = keys[positions].double()
+    step = max(1, _CHUNK_ELEMENTS // max(keys.shape[1], positions.numel()))
+    best = torch.full((positions.numel(), 0), 0.0, dtype=torch.float64, device=keys.device)
+    best_index = torch.zeros((positions.numel(), 0), dtype=torch.long, device=keys.device)
+    for s in range(0, keys.shape[0], step):
+        d = torch.cdist(query, keys[s : s + step].double(), compute_mode="donot_use_mm_for_euclid_dist")
+        columns = torch.arange(s, s + d.shape[1], device=keys.device)
+        d[columns[None, :] == positions[:, None]] = float("inf")
+        best = torch.cat([best, d], dim=1)
+        best_index = torch.cat([best_index, columns.expand(positions.numel(), -1)], dim=1)
+        best, order = torch.topk(best, min(c, best.shape[1]), dim=1, largest=False)
+        best_index = torch.gather(best_index, 1, order)
+    return best, best_index
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b with a float32 (or float64) result whatever the input precision."""
+    """a @ b with a float32 (or float64) result; float16 inputs are multiplied exactly and summed in float32."""
     if a.dtype == torch.float16:
-        return torch.mm(a, b, out_dtype=torch.float32)
+        return torch.mm(a, b, out_dtype=torch.float32) if a.is_cuda else a.float() @ b.float()
     return a @ b
 
 
@@ -112,19 +134,22 @@ class SearchSpace:
     """Keys rounded to one precision, with per-row rounding errors measured so candidates can be certified."""
 
     def __init__(self, keys: torch.Tensor, dtype: torch.dtype) -> None:
-        """Centre and scale the keys by a power of two, round them to `dtype`, and measure each row's rounding error."""
-        self.keys = keys
-        self.dtype = dtype
-        centre = keys.double().mean(0) if keys.shape[0] * keys.shape[1] <= _CHUNK_ELEMENTS else chunked_mean(keys)
-        radius = float(max_row_norm(keys, centre))
+        """Centre and scale the keys by a power of two, round them to `dtype`, and bound each row's rounding error."""
+        self.keys, self.dtype = keys, dtype
+        work = difference_dtype(keys.dtype, dtype)
+        step = max(1, _CHUNK_ELEMENTS // keys.shape[1])
+        chunks = [slice(s, s + step) for s in range(0, keys.shape[0], step)]
+        centre = (sum(keys[c].sum(0, dtype=torch.float64) for c in chunks) / keys.shape[0]).to(work)
+        radius = float(max(torch.linalg.vector_norm(keys[c].to(work) - centre, dim=1).max() for c in chunks))
         self.scale = 2.0 ** math.floor(math.log2(64.0 / radius)) if radius > 0 else 1.0
         self.rounded = torch.empty(keys.shape, dtype=dtype, device=keys.device)
         self.error = torch.empty(keys.shape[0], dtype=torch.float64, device=keys.device)
-        step = max(1, _CHUNK_ELEMENTS // keys.shape[1])
-        for s in range(0, keys.shape[0], step):
-            exact = (keys[s : s + step].double() - centre) * self.scale
-            self.rounded[s : s + step] = exact.to(dtype)
-            self.error[s : s + step] = torch.linalg.vector_norm(exact - self.rounded[s : s + step].double(), dim=1)
+        for c in chunks:
+            centred = (keys[c].to(work) - centre) * self.scale  # correctly rounded: relative error <= roundoff(work)
+            self.rounded[c] = centred.to(dtype)
+            measured = torch.linalg.vector_norm(centred - self.rounded[c].to(work), dim=1, dtype=torch.float64)
+            centring = 2 * _ROUNDOFF[work] * torch.linalg.vector_norm(centred, dim=1, dtype=torch.float64)
+            self.error[c] = measured + centring
         self.sq_norms = torch.linalg.vector_norm(self.rounded, dim=1, dtype=torch.float64) ** 2
         self.max_norm = float(self.sq_norms.max().sqrt())
         self.max_error = float(self.error.max())
@@ -158,25 +183,17 @@ def product_roundoff(dtype: torch.dtype, features: int, device: torch.device) ->
     return bound + (4 * _TF32_ROUNDOFF if tf32 else 0.0)
 
 
+def difference_dtype(data: torch.dtype, search: torch.dtype) -> torch.dtype:
+    """Precision in which differences of rows are formed: float64 for float64 data or search, else float32."""
+    return torch.float64 if torch.float64 in (data, search) else torch.float32
+
+
 def exact_distances(keys: torch.Tensor, positions: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """||x_i − x_j|| in float64 from differences (no cancellation) for each row i and its candidate columns j."""
-    query = keys[positions].double()
+    """||x_i − x_j|| from correctly rounded differences, squares summed in float64: no cancellation."""
+    work = difference_dtype(keys.dtype, keys.dtype)
+    query = keys[positions].to(work)
     out = torch.empty(candidates.shape, dtype=torch.float64, device=keys.device)
     for column in range(candidates.shape[1]):
-        out[:, column] = torch.linalg.vector_norm(query - keys[candidates[:, column]].double(), dim=1)
-    return out
-
-
-def chunked_mean(x: torch.Tensor) -> torch.Tensor:
-    """Float64 column mean of a large matrix without a full float64 copy."""
-    step = max(1, _CHUNK_ELEMENTS // x.shape[1])
-    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    for s in range(0, x.shape[0], step):
-        total += x[s : s + step].double().sum(0)
-    return total / x.shape[0]
-
-
-def max_row_norm(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    """Largest float64 norm of a row of x − centre, computed in chunks."""
-    step = max(1, _CHUNK_ELEMENTS // x.shape[1])
-    return max(torch.linalg.vector_norm(x[s : s + step].double() - centre, dim=1).max() for s in range(0, x.shape[0], step))
+        diff = query - keys[candidates[:, column]].to(work)
+        out[:, column] = (diff * diff).sum(1, dtype=torch.float64)
+    return out.sqrt()

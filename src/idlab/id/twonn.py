@@ -53,11 +53,13 @@ def drop_duplicates(x: torch.Tensor, neighbours: Neighbours) -> torch.Tensor | N
     keep[rows] = False
     keep[first] = True
     dropped = int((~keep).sum())
-    warnings.warn(f"Dropping {dropped} exact duplicate points (keeping one copy of each); N {x.shape[0]} -> {x.shape[0] - dropped}.")
+    warnings.warn(f"Dropping {dropped} exact duplicate points (keeping one copy of each); "
+                  f"N {x.shape[0]} -> {x.shape[0] - dropped}.")
     return torch.nonzero(keep).flatten()
 
 
-def distinct_neighbours(x: torch.Tensor, candidates: int = 16, chunk_size: int | None = None) -> tuple[torch.Tensor, Neighbours]:
+def distinct_neighbours(x: torch.Tensor, candidates: int = 10,
+                        chunk_size: int | None = None) -> tuple[torch.Tensor, Neighbours]:
     """(points with exact duplicates removed, their neighbours); raises if fewer than 3 distinct points remain."""
     x = check_points(x).to(default_device(x))
     neighbours = nearest_neighbours(x, candidates=candidates, chunk_size=chunk_size)
@@ -74,10 +76,12 @@ def two_nearest_distances(x: torch.Tensor, chunk_size: int | None = None) -> tor
     return neighbours.distances[:, :2]
 
 
-def twonn(x: torch.Tensor, discard_fraction: float = 0.1, method: str = "linear", chunk_size: int | None = None) -> float:
-    """TwoNN intrinsic dimension of the rows of x (N, F), neighbours on the GPU when there is one."""
+def twonn(x: torch.Tensor, discard_fraction: float = 0.1, method: str = "linear",
+          chunk_size: int | None = None) -> float:
+    """TwoNN ID of the rows of x (N, F): exact neighbours on the GPU when there is one, skdim TwoNN's fit formulas."""
     check_fit_options(discard_fraction, method)
-    return fit_twonn(two_nearest_distances(x, chunk_size), discard_fraction, method)
+    r = two_nearest_distances(x, chunk_size)
+    return float(fit_twonn_batched(r[None], discard_fraction, method)[0])
 
 
 def twonn_bootstrap(
@@ -95,36 +99,48 @@ def twonn_bootstrap(
         raise ValueError(f"n_resamples={n_resamples} must be >= 1; use twonn() for a single estimate")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction={fraction} must be in (0, 1]; 0.9 is Ansuini's choice")
-    points, neighbours = distinct_neighbours(x, candidates=16, chunk_size=chunk_size)
+    points, neighbours = distinct_neighbours(x, candidates=10, chunk_size=chunk_size)
     n = points.shape[0]
     size = round(fraction * n)
     if size < 3:
         raise ValueError(f"fraction={fraction} of {n} distinct points leaves {size} < 3 points per resample")
     generator = torch.Generator().manual_seed(seed)
-    values = [
-        fit_twonn(subset_r1_r2(points, neighbours, torch.randperm(n, generator=generator)[:size]), discard_fraction, method)
-        for _ in range(n_resamples)
-    ]
-    return IDEstimate(float(np.mean(values)), float(np.std(values)))
+    subsets = torch.stack([torch.randperm(n, generator=generator)[:size] for _ in range(n_resamples)])
+    values = fit_twonn_batched(subsets_r1_r2(points, neighbours, subsets.to(points.device)), discard_fraction, method)
+    return IDEstimate(float(values.mean()), float(values.std(correction=0)))
 
 
-def subset_r1_r2(points: torch.Tensor, neighbours: Neighbours, subset: torch.Tensor) -> torch.Tensor:
-    """Exact (r1, r2) within a subset, reusing the full set's certified neighbours and searching only where needed."""
-    device = points.device
-    subset = subset.to(device)
-    member = torch.zeros(points.shape[0], dtype=torch.bool, device=device)
-    member[subset] = True
-    columns = torch.arange(neighbours.indices.shape[1], device=device)
-    usable = member[neighbours.indices[subset]] & (columns[None, :] < neighbours.certified[subset, None])
-    rank = usable.long().cumsum(1)
-    found = rank[:, -1] >= 2
-    first = (rank < 1).sum(1).clamp_max(rank.shape[1] - 1)
-    second = (rank < 2).sum(1).clamp_max(rank.shape[1] - 1)
-    dist = neighbours.distances[subset]
-    r = torch.stack([dist.gather(1, first[:, None])[:, 0], dist.gather(1, second[:, None])[:, 0]], dim=1)
-    missing = torch.nonzero(~found).flatten()
-    if missing.numel():
-        keys = points[subset]
-        fallback = knn_within(keys, missing, k=2, candidates=2)
-        r[missing] = fallback.distances[:, :2]
+def fit_twonn_batched(r1_r2: torch.Tensor, discard_fraction: float = 0.1, method: str = "linear") -> torch.Tensor:
+    """skdim TwoNN's fit, same formulas (tested equal), for a batch of (R, N, 2) distance sets on their device."""
+    check_fit_options(discard_fraction, method)
+    n = r1_r2.shape[1]
+    keep = int(n * (1 - discard_fraction))
+    if keep < 2:
+        raise ValueError("Fewer than 2 points left to estimate the dimension.")
+    log_mu = torch.sort(torch.log(r1_r2[..., 1] / r1_r2[..., 0]), dim=1).values[:, :keep]
+    if method == "mle":
+        return (keep - 1) / (log_mu.sum(1) + (n - keep) * log_mu[:, -1])
+    f_emp = torch.arange(1, keep + 1, dtype=log_mu.dtype, device=log_mu.device) / n
+    y = -torch.log1p(-f_emp)
+    return (log_mu * y).sum(1) / (log_mu * log_mu).sum(1)
+
+
+def subsets_r1_r2(points: torch.Tensor, neighbours: Neighbours, subsets: torch.Tensor) -> torch.Tensor:
+    """(R, n, 2) exact (r1, r2) within each row of `subsets` (R, n), reusing the full set's certified neighbours."""
+    resamples, size = subsets.shape
+    member = torch.zeros(resamples, points.shape[0], dtype=torch.bool, device=points.device)
+    member.scatter_(1, subsets, True)
+    index, certified = neighbours.indices[subsets], neighbours.certified[subsets]
+    columns = torch.arange(index.shape[2], device=points.device)
+    usable = torch.gather(member, 1, index.reshape(resamples, -1)).reshape(index.shape)
+    usable &= columns < certified[..., None]
+    rank = usable.long().cumsum(2)
+    first = (rank < 1).sum(2, keepdim=True).clamp_max(index.shape[2] - 1)
+    second = (rank < 2).sum(2, keepdim=True).clamp_max(index.shape[2] - 1)
+    dist = neighbours.distances[subsets]
+    r = torch.cat([dist.gather(2, first), dist.gather(2, second)], dim=2)
+    missing = rank[..., -1] < 2
+    for resample in torch.nonzero(missing.any(1)).flatten().tolist():
+        rows = torch.nonzero(missing[resample]).flatten()
+        r[resample, rows] = knn_within(points[subsets[resample]], rows, k=2, candidates=2).distances[:, :2]
     return r

@@ -1,0 +1,289 @@
+"""Benchmark: GPU TwoNN vs scikit-dimension, and ActivationID's share of training time (CIFAR ResNet-18, grokking).
+
+    python bench/id_speed.py --out results/ [--parts knn,resnet,grokking] [--quick]
+
+Writes id_speed.json (updated after every measurement, so a cut-off run keeps what it finished).
+CIFAR-shaped data is random uint8 images written in torchvision's format (no CIFAR on the benchmark machine):
+the timings need the shapes, not the content.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import skdim
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
+
+from idlab.id.knn import SearchSpace, search_dtypes  # noqa: E402
+from idlab.id.twonn import two_nearest_distances, twonn, twonn_bootstrap  # noqa: E402
+
+
+class Results:
+    """A JSON file rewritten after every entry."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = {"device": device_name(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
+        self.save()
+
+    def add(self, section: str, entry: dict) -> None:
+        """Append one entry to a section, print it and save."""
+        self.data.setdefault(section, []).append(entry)
+        print(section, json.dumps(entry), flush=True)
+        self.save()
+
+    def save(self) -> None:
+        """Write the JSON file."""
+        self.path.write_text(json.dumps(self.data, indent=1))
+
+
+def device_name() -> str:
+    """GPU name, or 'cpu'."""
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def sync() -> None:
+    """Wait for queued GPU work."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall seconds over `repeats` calls (after one warm-up call) and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        result = fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def manifold(n: int, features: int, dim: int = 10, seed: int = 0) -> torch.Tensor:
+    """A smooth `dim`-dimensional manifold in R^features: tanh of a random linear map of Gaussian latents."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, dim, generator=g)
+    w = torch.randn(dim, features, generator=g) / dim**0.5
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.tanh(z.to(device) @ w.to(device))
+
+
+def certified_by_first_tier(x: torch.Tensor) -> float:
+    """Fraction of rows whose two nearest neighbours the fastest search precision certifies alone."""
+    space = SearchSpace(x, search_dtypes(x.device)[0])
+    step = max(1, 2**26 // max(x.shape))
+    certified = [space.query(torch.arange(s, min(s + step, len(x)), device=x.device), 16)[2]
+                 for s in range(0, len(x), step)]
+    return float((torch.cat(certified) >= 2).float().mean())
+
+
+def bench_knn(results: Results, sizes: list[int], features: list[int], skdim_budget: float) -> None:
+    """twonn (GPU) vs skdim TwoNN (CPU): times, estimates, exactness of r1/r2 against float64 brute force."""
+    skdim_spent = 0.0
+    for n in sizes:
+        for f in features:
+            x = manifold(n, f)
+            ours_s, ours = timed(lambda: twonn(x), 3)
+            boot_s, boot = timed(lambda: twonn_bootstrap(x, 20, 0.9), 2)
+            entry = {"N": n, "F": f, "twonn_s": ours_s, "twonn": ours, "bootstrap20_s": boot_s,
+                     "bootstrap_mean": boot.value, "bootstrap_std": boot.std,
+                     "first_tier_certified": certified_by_first_tier(x)}
+            if n <= 2000:
+                r = two_nearest_distances(x).cpu()
+                exact = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist")
+                exact.fill_diagonal_(float("inf"))
+                ref = torch.topk(exact, 2, largest=False).values.cpu()
+                entry["r1r2_max_rel_err_vs_fp64"] = float(((r - ref).abs() / ref).max())
+            points = x.cpu().numpy()
+            estimated = skdim_spent_estimate(n, f)
+            if skdim_spent + estimated <= skdim_budget:
+                start = time.perf_counter()
+                theirs = skdim.id.TwoNN().fit(points).dimension_
+                took = time.perf_counter() - start
+                skdim_spent += took
+                entry.update(skdim_s=took, skdim=theirs, speedup=took / ours_s, rel_diff=abs(ours - theirs) / theirs)
+            else:
+                entry["skdim_skipped"] = f"estimated {estimated:.0f} s exceeds the remaining budget"
+            results.add("knn", entry)
+            del x, points
+
+
+def skdim_spent_estimate(n: int, f: int) -> float:
+    """Rough skdim TwoNN seconds on the benchmark CPU (O(N² F)), to stay inside the call's time limit."""
+    return 40.0 * (n / 10_000) ** 2 * (f / 65_536) + 2.0 * (n / 10_000) ** 2
+
+
+class EpochClock:
+    """Wall time of every ActivationID measurement, split into probe forward, estimators and reporting."""
+
+    def __init__(self) -> None:
+        self.measures: list[float] = []
+        self.parts: dict[str, list[float]] = {}
+        self.tiers: list[dict[str, int]] = []
+
+    def add(self, part: str, seconds: float) -> None:
+        """Accumulate the time of one part."""
+        self.parts.setdefault(part, []).append(seconds)
+
+    def timing(self, part: str, fn: Callable) -> Callable:
+        """fn, timed (GPU synchronised) into `part` on every call."""
+        def timed_fn(*args, **kwargs):
+            sync()
+            start = time.perf_counter()
+            result = fn(*args, **kwargs)
+            sync()
+            self.add(part, time.perf_counter() - start)
+            return result
+        return timed_fn
+
+    def wrap(self, callback) -> None:
+        """Time the callback's measure(), its probe forward, each estimator call (by feature count) and report()."""
+        cb_module = sys.modules["idlab.callbacks.activation_id"]
+        twonn_module = sys.modules["idlab.id.twonn"]  # the package's `twonn` attribute is the function
+
+        callback.measure = self.timing("measure", callback.measure)
+        callback.report = self.timing("report", callback.report)
+        cb_module.collect_activations = self.timing("probe_forward", cb_module.collect_activations)
+        neighbours = twonn_module.distinct_neighbours
+
+        def recording_neighbours(*args, **kwargs):
+            points, found = neighbours(*args, **kwargs)
+            self.tiers.append({"F": int(points.shape[1]), **(found.tiers or {})})
+            return points, found
+        twonn_module.distinct_neighbours = recording_neighbours
+        for estimator in callback.estimators:
+            inner = estimator.__call__
+
+            class Timed(type(estimator)):
+                def __call__(self_, x, labels=None, _inner=inner):
+                    return self.timing(f"estimate_F{x.shape[1]}", _inner)(x, labels)
+            estimator.__class__ = Timed
+
+    def summary(self) -> dict:
+        """Median seconds per part, and the precision tiers seen."""
+        return {"measure_s": self.parts.get("measure", []),
+                "median_parts_s": {k: statistics.median(v) for k, v in self.parts.items()},
+                "tiers": self.tiers[-12:]}
+
+
+def fit_timed(overrides: list[str], run_dir: Path, unit: str) -> dict:
+    """Fit one composed configuration; wall time per epoch (or per 500 steps) and per ID measurement."""
+    import pytorch_lightning as pl
+    from conftest import compose_config
+    from idlab.callbacks.activation_id import ActivationID
+    from idlab.run import build_module, build_trainer
+
+    cfg = compose_config(overrides + ["test=false", "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"],
+                         run_dir, fast=False)
+    pl.seed_everything(0)
+    data = cfg_data(cfg)
+    module, trainer = build_module(cfg, data), build_trainer(cfg)
+    clock = EpochClock()
+    for callback in trainer.callbacks:
+        if isinstance(callback, ActivationID):
+            clock.wrap(callback)
+    marks: list[float] = []
+
+    class Marks(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if unit == "500 steps" and trainer.global_step % 500 == 0:
+                sync()
+                marks.append(time.perf_counter())
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if unit == "epoch":
+                sync()
+                marks.append(time.perf_counter())
+
+    trainer.callbacks.append(Marks())
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    sync()
+    total = time.perf_counter() - start
+    spans = [b - a for a, b in zip(marks, marks[1:])]
+    return {"fit_s": total, f"per_{unit.replace(' ', '_')}_s": spans, **clock.summary()}
+
+
+def cfg_data(cfg):
+    """Instantiate and prepare the datamodule."""
+    from hydra.utils import instantiate
+
+    data = instantiate(cfg.data)
+    data.prepare_data()
+    return data
+
+
+def bench_resnet(results: Results, epochs: int, quick: bool) -> None:
+    """ResNet-18 on random CIFAR-shaped data: epoch time with and without ActivationID (6 layers, 10,000 points)."""
+    from torchvision.datasets import CIFAR10
+
+    from fake_datasets import write_cifar
+
+    root = Path(tempfile.mkdtemp())
+    for attr, value in write_cifar(root, 10, n_per_batch=200 if quick else 10_000).items():
+        setattr(CIFAR10, attr, value)
+    common = [f"data.data_dir={root}", f"trainer.max_epochs={epochs}"]
+    if quick:
+        common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
+    base = fit_timed(["+exp=cifar10"] + common, root / "base", "epoch")
+    with_id = fit_timed(["+exp=cifar10_id"] + common, root / "id", "epoch")
+    results.add("resnet18_cifar", summarise(base, with_id, "per_epoch_s"))
+
+
+def bench_grokking(results: Results, steps: int, quick: bool) -> None:
+    """Mod-97 transformer: wall time per 500 steps with and without ActivationID (every 500 steps, train+val)."""
+    common = ["trainer.max_epochs=-1", f"trainer.max_steps={steps}"]
+    if quick:
+        common += ["data.p=23", "trainer=cpu", "data.on_device=false"]
+    root = Path(tempfile.mkdtemp())
+    base = fit_timed(["+exp=math_equations"] + common, root / "base", "500 steps")
+    with_id = fit_timed(["+exp=math_equations_id"] + common, root / "id", "500 steps")
+    results.add("grokking_mod97", summarise(base, with_id, "per_500_steps_s"))
+
+
+def summarise(base: dict, with_id: dict, span: str) -> dict:
+    """Median span with and without the callback (first span dropped as warm-up), and the overhead ratios."""
+    def steady(spans: list[float]) -> float:
+        return statistics.median(spans[1:] if len(spans) > 2 else spans)
+    base_span, id_span = steady(base[span]), steady(with_id[span])
+    measure = statistics.median(with_id["measure_s"]) if with_id["measure_s"] else float("nan")
+    return {"base": base, "with_id": with_id, "median_span_base_s": base_span, "median_span_with_id_s": id_span,
+            "overhead_from_spans": id_span / base_span - 1, "median_measure_s": measure,
+            "overhead_from_measure": measure / base_span}
+
+
+def main() -> None:
+    """Parse arguments and run the chosen parts."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--parts", default="knn,resnet,grokking")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
+    parser.add_argument("--skdim-budget", type=float, default=150.0, help="seconds of skdim CPU time at most")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2000)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = Results(args.out / "id_speed.json")
+    parts = args.parts.split(",")
+    if "knn" in parts:
+        sizes, features = ([300, 600], [64, 512]) if args.quick else ([2000, 10_000], [512, 8192, 65_536])
+        bench_knn(results, sizes, features, args.skdim_budget)
+    if "resnet" in parts:
+        bench_resnet(results, args.epochs, args.quick)
+    if "grokking" in parts:
+        bench_grokking(results, args.steps, args.quick)
+
+
+if __name__ == "__main__":
+    main()

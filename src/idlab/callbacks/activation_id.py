@@ -1,0 +1,220 @@
+"""Lightning callback: intrinsic dimension of chosen layers' activations on a fixed probe set during training."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from idlab.adapt.base import base_model
+from idlab.id.activations import REDUCTIONS, collect_activations, match_layers
+from idlab.id.estimators import Estimator, make_estimator
+from idlab.id.report import Measurement, append_csv, metrics_dict, profile_figure
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class ActivationID(pl.Callback):
+    """Every n steps or epochs (step 0 included) and at the end, estimate each tracked layer's ID on probe splits."""
+
+    def __init__(
+        self,
+        layers: Sequence[str] | None = None,
+        splits: Sequence[str] = ("val",),
+        num_samples: int | None = 2000,
+        seed: int = 0,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = 1,
+        at_train_end: bool = True,
+        estimators: Sequence[str | Mapping[str, Any]] = ("twonn",),
+        sequence_reduction: str = "last",
+        batch_size: int = 1024,
+        store_on_cpu: bool = False,
+        csv_path: str | None = None,
+        figure: bool = True,
+    ) -> None:
+        """Validate every option now, so a bad one fails before training starts."""
+        check_options(splits, num_samples, every_n_steps, every_n_epochs, sequence_reduction, batch_size)
+        self.patterns = list(layers) if layers is not None else None
+        self.splits, self.num_samples, self.seed = list(splits), num_samples, seed
+        self.every_n_steps, self.every_n_epochs, self.at_train_end = every_n_steps, every_n_epochs, at_train_end
+        self.estimators: list[Estimator] = [make_estimator(spec) for spec in estimators]
+        tags = [e.tag for e in self.estimators]
+        if len(set(tags)) != len(tags):
+            raise ValueError(f"estimator tags {tags} repeat; give repeated estimators distinct `tag:` values")
+        self.prefixes = prefixes_for(self.estimators)
+        self.sequence_reduction, self.batch_size = sequence_reduction, batch_size
+        self.store = torch.device("cpu") if store_on_cpu else None
+        self.csv_path, self.figure = csv_path, figure
+        self.layers: list[str] = []
+        self.probes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.last_step = -1
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Resolve layers and draw the probe sets (on every rank, so every rank fails alike on bad input)."""
+        if stage != "fit":
+            return
+        model = base_model(forward_module(pl_module))
+        patterns = self.patterns if self.patterns is not None else getattr(model, "id_layers", ())
+        self.layers = match_layers(model, patterns)
+        self.probes = {split: draw_probe(trainer, split, self.num_samples, self.seed) for split in self.splits}
+        x = next(iter(self.probes.values()))[0][:2]
+        with evaluation(pl_module):
+            features = collect_activations(forward_module(pl_module), model, self.layers, x, 2, device_of(pl_module),
+                                           self.sequence_reduction, torch.device("cpu"))
+        self.layers = list(features)
+        sizes = {name: f.shape[1] for name, f in features.items()}
+        log.info("ActivationID tracks %s (features per point); probe sizes %s", sizes,
+                 {s: len(p[0]) for s, p in self.probes.items()})
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        """Measure at every n-th optimiser step (before that step's update)."""
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.measure(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Measure at the start of every n-th epoch (epoch 0 = the initial network)."""
+        if self.every_n_epochs and trainer.current_epoch % self.every_n_epochs == 0:
+            self.measure(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Measure the final network once more unless this step was just measured."""
+        if self.at_train_end:
+            self.measure(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, int]:
+        """The last measured step, so a resumed run does not repeat it."""
+        return {"last_step": self.last_step}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Restore the last measured step."""
+        self.last_step = int(state_dict.get("last_step", -1))
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Rank zero alone runs the probe pass and logs; no collective is called, so other ranks never wait on one."""
+        step = trainer.global_step
+        if trainer.sanity_checking or step == self.last_step:
+            return
+        self.last_step = step
+        if not trainer.is_global_zero:
+            return
+        rows: list[Measurement] = []
+        model = base_model(forward_module(pl_module))
+        for split, (x, y) in self.probes.items():
+            with evaluation(pl_module):
+                features = collect_activations(forward_module(pl_module), model, self.layers, x, self.batch_size,
+                                               device_of(pl_module), self.sequence_reduction, self.store)
+            for layer, points in features.items():
+                for estimator in self.estimators:
+                    result = estimator(points, y)
+                    rows.append(Measurement(step, split, layer, estimator.tag, result.value, result.std))
+            del features
+        self.report(trainer, rows)
+
+    def report(self, trainer: pl.Trainer, rows: list[Measurement]) -> None:
+        """Log scalars to every logger at this global step, add profile figures, append id.csv."""
+        step = trainer.global_step
+        id_tags = [e.tag for e in self.estimators if e.is_id]
+        metrics = metrics_dict(rows, self.prefixes, id_tags, self.layers)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+            if self.figure and id_tags and hasattr(getattr(logger, "experiment", None), "add_figure"):
+                profiles = {split: [r for r in rows if r.split == split and r.estimator == id_tags[0]]
+                            for split in self.probes}
+                figure = profile_figure(profiles, f"{id_tags[0]} of activations, step {step}")
+                logger.experiment.add_figure(f"{self.prefixes[id_tags[0]]}_profile", figure, step)
+        trainer.callback_metrics.update({k: torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()})
+        append_csv(self.csv_path or Path(trainer.default_root_dir) / "id.csv", rows)
+
+
+def check_options(splits: Sequence[str], num_samples: int | None, every_n_steps: int | None,
+                  every_n_epochs: int | None, sequence_reduction: str, batch_size: int) -> None:
+    """Raise a ValueError naming the first bad constructor argument and its fix."""
+    bad = [s for s in splits if s not in SPLITS]
+    if not splits or bad:
+        raise ValueError(f"callbacks.activation_id.splits={list(splits)}: use a non-empty subset of {list(SPLITS)}")
+    if num_samples is not None and num_samples < 3:
+        raise ValueError(f"callbacks.activation_id.num_samples={num_samples}: TwoNN needs at least 3 probe points "
+                         "(thousands for a stable estimate); use e.g. 2000, or null for the whole split")
+    if (every_n_steps is None) == (every_n_epochs is None):
+        raise ValueError(f"set exactly one of callbacks.activation_id.every_n_steps (got {every_n_steps}) and "
+                         f"every_n_epochs (got {every_n_epochs}); null the other")
+    cadence = every_n_steps if every_n_steps is not None else every_n_epochs
+    if cadence < 1:
+        raise ValueError(f"the ActivationID cadence must be >= 1, got {cadence}")
+    if sequence_reduction not in REDUCTIONS:
+        raise ValueError(f"callbacks.activation_id.sequence_reduction={sequence_reduction!r}: "
+                         f"use one of {list(REDUCTIONS)}")
+    if batch_size < 1:
+        raise ValueError(f"callbacks.activation_id.batch_size={batch_size} must be >= 1")
+
+
+def prefixes_for(estimators: Sequence[Estimator]) -> dict[str, str]:
+    """Log prefix per estimator tag: `id` for the first ID estimator, the tag itself for the others."""
+    first_id = next((e.tag for e in estimators if e.is_id), None)
+    return {e.tag: "id" if e.tag == first_id else e.tag for e in estimators}
+
+
+def forward_module(pl_module: pl.LightningModule) -> nn.Module:
+    """The adapted network the LightningModule trains (`.net` by idlab's contract), else the module itself."""
+    net = getattr(pl_module, "net", None)
+    return net if isinstance(net, nn.Module) else pl_module
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """Where the module's parameters live (CPU for a parameterless module)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
+def draw_probe(trainer: pl.Trainer, split: str, num_samples: int | None,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, seeded subset (x, y) of a split, model-ready (no augmentation)."""
+    x, y = split_tensors(trainer, split)
+    n = len(x)
+    if num_samples is not None and num_samples > n:
+        raise ValueError(f"callbacks.activation_id.num_samples={num_samples} exceeds the {n} examples of the {split} "
+                         f"split; use num_samples<={n} or null for the whole split")
+    if n < 3:
+        raise ValueError(f"the {split} split has {n} examples; activation ID needs at least 3")
+    if num_samples is None:
+        return x, y
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_samples]
+    return x[index.to(x.device)], y[index.to(y.device)]
+
+
+def split_tensors(trainer: pl.Trainer, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole split as tensors: idlab datamodules' `split_tensors`, else the split's loader collected in order."""
+    data = trainer.datamodule
+    if data is not None and hasattr(data, "split_tensors"):
+        return data.split_tensors(split)
+    source = data if data is not None else trainer.lightning_module
+    loader = getattr(source, f"{split}_dataloader")()
+    batches = [(b[0], b[1]) for b in loader]
+    return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+
+
+class evaluation:
+    """eval() + no_grad() for the block; every submodule's previous train/eval flag is restored afterwards."""
+
+    def __init__(self, module: nn.Module) -> None:
+        """Remember the module to switch."""
+        self.module = module
+
+    def __enter__(self) -> None:
+        """Record each submodule's mode, switch to eval and disable autograd."""
+        self.modes = {m: m.training for m in self.module.modules()}
+        self.grad = torch.is_grad_enabled()
+        self.module.eval()
+        torch.set_grad_enabled(False)
+
+    def __exit__(self, *exc: object) -> None:
+        """Restore autograd and every submodule's mode."""
+        torch.set_grad_enabled(self.grad)
+        for module, training in self.modes.items():
+            module.training = training

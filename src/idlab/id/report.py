@@ -1,0 +1,87 @@
+"""Turning per-layer measurements into logged scalars, an id.csv and an ID-vs-depth figure."""
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One estimator's value on one layer's activations of one probe split at one training step."""
+
+    step: int
+    split: str
+    layer: str
+    estimator: str
+    value: float
+    std: float | None = None
+
+
+CSV_COLUMNS = tuple(f.name for f in fields(Measurement))
+
+
+def metric_key(prefix: str, split: str, name: str) -> str:
+    """Logged key: `<prefix>/<split>/<layer or summary>`, e.g. id/val/layer3 or id/val/llid."""
+    return f"{prefix}/{split}/{name}"
+
+
+def summaries(values: Sequence[float]) -> dict[str, float]:
+    """Brown et al.'s summaries of a depth-ordered ID profile: LLID = last hidden layer, PID = peak over layers."""
+    return {"llid": float(values[-1]), "pid": float(max(values))}
+
+
+def metrics_dict(rows: Sequence[Measurement], prefixes: dict[str, str], id_estimators: Sequence[str],
+                 layers: Sequence[str]) -> dict[str, float]:
+    """Scalars to log: every (split, layer) value and std, plus llid/pid per split for ID estimators."""
+    metrics: dict[str, float] = {}
+    for row in rows:
+        key = metric_key(prefixes[row.estimator], row.split, row.layer)
+        metrics[key] = row.value
+        if row.std is not None:
+            metrics[key + "_std"] = row.std
+    for estimator in id_estimators:
+        for split in dict.fromkeys(r.split for r in rows):
+            by_layer = {r.layer: r.value for r in rows if r.estimator == estimator and r.split == split}
+            profile = [by_layer[layer] for layer in layers if layer in by_layer]
+            if profile:
+                for name, value in summaries(profile).items():
+                    metrics[metric_key(prefixes[estimator], split, name)] = value
+    return metrics
+
+
+def append_csv(path: str | os.PathLike, rows: Sequence[Measurement]) -> None:
+    """Append rows to a CSV (header written once), flushed and fsynced so a crash loses at most this call."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if v is None else v for v in astuple(row)])
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def profile_figure(profiles: dict[str, Sequence[Measurement]], title: str) -> Figure:
+    """ID against layer depth, one line per probe split (error bars = resampling std), layers named on the x axis."""
+    layers = list(dict.fromkeys(r.layer for rows in profiles.values() for r in rows))
+    figure = Figure(figsize=(max(4.0, 0.6 * len(layers) + 2), 3.5))
+    figure.subplots_adjust(bottom=0.35, left=0.12, right=0.97)
+    axes = figure.add_subplot()
+    for split, rows in profiles.items():
+        depth = [layers.index(r.layer) for r in rows]
+        errors = [0.0 if r.std is None else r.std for r in rows]
+        axes.errorbar(depth, [r.value for r in rows], yerr=errors, marker="o", capsize=3, label=split)
+    axes.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
+    axes.set_xlabel("layer (forward order)")
+    axes.set_ylabel("intrinsic dimension")
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+    return figure

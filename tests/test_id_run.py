@@ -1,0 +1,93 @@
+"""ActivationID through idlab.run.train: keys reach tensorboard at the cadence, id.csv, no effect on training."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from idlab.run import train
+
+TINY_FC = ["callbacks=id", "model.width=32", "callbacks.activation_id.num_samples=200"]
+
+
+def tensorboard_events(run: Path) -> tuple[dict[str, list[int]], list[str]]:
+    """{scalar tag: steps} and image tags over every event file of a run folder."""
+    scalars: dict[str, list[int]] = {}
+    images: list[str] = []
+    for folder in sorted({p.parent for p in (run / "tensorboard").rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend(e.step for e in events.Scalars(tag))
+        images += events.Tags()["images"]
+    return scalars, images
+
+
+def csv_rows(run: Path) -> list[dict[str, str]]:
+    """Rows of the run's id.csv."""
+    with open(run / "id.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_logged_keys_reach_tensorboard_every_epoch_and_id_csv(make_cfg) -> None:
+    cfg = make_cfg(*TINY_FC, "trainer.max_epochs=2")
+    run = Path(cfg.paths.output_dir)
+    metrics = train(cfg)
+    scalars, images = tensorboard_events(run)
+    for key in ("id/val/blocks.0", "id/val/blocks.0_std", "id/val/blocks.1", "id/val/llid", "id/val/pid"):
+        assert sorted(scalars[key]) == [0, 4, 8], key  # epoch 0 and 1 starts, then the end of training
+    assert "id_profile" in images
+    rows = csv_rows(run)
+    assert [r["step"] for r in rows] == ["0", "0", "4", "4", "8", "8"]
+    assert {r["layer"] for r in rows} == {"blocks.0", "blocks.1"} and all(float(r["value"]) > 0 for r in rows)
+    saved = json.loads((run / "metrics.json").read_text())
+    last = [float(r["value"]) for r in rows if r["step"] == "8"]
+    assert saved["id/val/llid"] == pytest.approx(last[1]) and saved["id/val/pid"] == pytest.approx(max(last))
+    assert metrics["id/val/llid"] == saved["id/val/llid"]
+
+
+def test_step_cadence_includes_step_zero(make_cfg) -> None:
+    cfg = make_cfg(*TINY_FC, "trainer.max_epochs=-1", "trainer.max_steps=5", "callbacks.activation_id.every_n_steps=2",
+                   "callbacks.activation_id.every_n_epochs=null", "callbacks.activation_id.figure=false")
+    train(cfg)
+    scalars, _ = tensorboard_events(Path(cfg.paths.output_dir))
+    assert sorted(scalars["id/val/llid"]) == [0, 2, 4, 5]
+
+
+def test_measuring_does_not_change_training(make_cfg) -> None:
+    """Same seed with and without the callback: bitwise identical weights after training."""
+    common = ["model.width=32", "trainer.max_epochs=2"]
+    with_id = make_cfg(*common, "callbacks=id", "callbacks.activation_id.num_samples=100", run="with")
+    without = make_cfg(*common, run="without")
+    train(with_id), train(without)
+    weights = [torch.load(Path(c.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+               for c in (with_id, without)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_grokking_experiment_tracks_attention_and_mlp_on_train_and_val(make_cfg) -> None:
+    cfg = make_cfg("+exp=math_equations_id", "data.p=23", "trainer.max_epochs=-1", "trainer.max_steps=3",
+                   "callbacks.activation_id.every_n_steps=2", "callbacks.activation_id.figure=false")
+    train(cfg)
+    scalars, _ = tensorboard_events(Path(cfg.paths.output_dir))
+    for split in ("train", "val"):
+        for layer in ("blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp", "llid", "pid"):
+            assert sorted(scalars[f"id/{split}/{layer}"]) == [0, 2, 3]
+
+
+def test_layer_names_are_the_architectures_under_lora(make_cfg) -> None:
+    cfg = make_cfg(*TINY_FC, "adapt=lora", "adapt.r=2", "trainer.max_epochs=1", "callbacks.activation_id.figure=false")
+    train(cfg)
+    assert {r["layer"] for r in csv_rows(Path(cfg.paths.output_dir))} == {"blocks.0", "blocks.1"}
+
+
+def test_unknown_layer_fails_before_training(make_cfg) -> None:
+    cfg = make_cfg(*TINY_FC, "callbacks.activation_id.layers=[blocks.*,layer4]")
+    with pytest.raises(ValueError, match=r"layer 'layer4' matches no module of FC.*'blocks.0'"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
