@@ -14,7 +14,7 @@ from conftest import REPO
 from idlab.models import IncompatibleDataError
 from idlab.run import train
 from idlab.training.checks import ConfigError
-from idlab.training.module import NonFiniteLossError
+from idlab.training.nonfinite import NonFiniteLossError
 
 IMAGE_MODELS = {"fc": ["model.width=32"], "lenet": [],
                 "resnet": ["model.variant=resnet20", "model.width=4"]}

@@ -11,7 +11,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from idlab.training.checkpoint_io import AtomicCheckpointIO
 from idlab.training.checks import check_config, resolve_ckpt_path
-from idlab.training.module import Classifier, NonFiniteLossError
+from idlab.training.module import Classifier
 from idlab.training.results import scalar_metrics, write_json_atomic
 
 
@@ -58,12 +58,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg)
 
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    if module.nonfinite_step is not None:
-        last = output_dir / "checkpoints" / "last.ckpt"
-        raise NonFiniteLossError(
-            f"loss became NaN/inf at step {module.nonfinite_step}; the run stopped without applying that update. "
-            f"Last good checkpoint: {last if last.exists() else 'none yet'}. Lower optim.optimizer.lr, "
-            "add trainer.gradient_clip_val, or check the data.")
     metrics = scalar_metrics(trainer.callback_metrics)
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_score is not None:

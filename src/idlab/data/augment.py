@@ -1,15 +1,21 @@
 """Batched image transforms that run wherever the data lives (CPU or GPU)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
 
+@lru_cache(maxsize=None)
+def channel_stats(values: tuple[float, ...], device: torch.device) -> Tensor:
+    """(1, C, 1, 1) tensor on `device`, made once (a fresh host→GPU copy every batch would stall the GPU)."""
+    return torch.tensor(values, device=device).view(1, -1, 1, 1)
+
+
 def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
     """uint8 (B, C, H, W) → float, scaled to [0, 1] and standardised per channel."""
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-    return (x.float().div_(255) - m) / s
+    return (x.float().div_(255) - channel_stats(mean, x.device)) / channel_stats(std, x.device)
 
 
 def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4, flip: bool = True) -> Tensor:

@@ -52,7 +52,8 @@ class TensorBatches(Dataset):
 
     def __getitem__(self, key: tuple[Tensor, int | None]) -> tuple[Tensor, Tensor]:
         idx, aug_seed = key
-        idx = idx.to(self.x.device, non_blocking=True)
+        if self.x.is_cuda:  # pinned, so the copy is truly asynchronous: no per-batch stall of the GPU
+            idx = idx.pin_memory().to(self.x.device, non_blocking=True)
         gen = None
         if aug_seed is not None:
             gen = torch.Generator(device=self.x.device).manual_seed(aug_seed)

@@ -9,11 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from idlab.adapt.base import count_trainable
+from idlab.training.nonfinite import LossWatch, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
 
 
 class Classifier(pl.LightningModule):
@@ -24,7 +21,7 @@ class Classifier(pl.LightningModule):
         super().__init__()
         self.net, self.optimizer_factory, self.schedule = net, optimizer, schedule or WarmupSchedule()
         self.adapt_metrics = adapt_metrics or {}
-        self.nonfinite_step: int | None = None
+        self.loss_watch = LossWatch()
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the adapted network."""
@@ -40,14 +37,31 @@ class Classifier(pl.LightningModule):
         self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=split != "train", sync_dist=True)
         return loss
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
-        """One optimisation step; a non-finite loss skips the update and stops the run."""
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """One optimisation step; the previous step's loss is checked for NaN/inf (no GPU stall)."""
+        self.raise_if_nonfinite()
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
-            self.nonfinite_step = self.global_step
-            self.trainer.should_stop = True
-            return None
+        self.loss_watch.push(self.global_step, loss)
         return loss
+
+    def raise_if_nonfinite(self) -> None:
+        """Stop the run, before any further checkpoint is written, if the last queued loss was NaN/inf."""
+        step = self.loss_watch.check()
+        if step is None:
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        last = checkpoint.last_model_path if checkpoint is not None and checkpoint.last_model_path else "none yet"
+        raise NonFiniteLossError(
+            f"loss became NaN/inf at step {step}; the run stopped before writing another checkpoint. "
+            f"Last good checkpoint: {last}. Lower optim.optimizer.lr, set trainer.gradient_clip_val, or check the data.")
+
+    def on_validation_start(self) -> None:
+        """Checkpoints are written after validation: make sure the weights are still finite."""
+        self.raise_if_nonfinite()
+
+    def on_train_epoch_end(self) -> None:
+        """Checkpoints are written at epoch end: make sure the weights are still finite."""
+        self.raise_if_nonfinite()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """Accumulate validation loss and accuracy."""
