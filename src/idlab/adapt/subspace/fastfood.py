@@ -8,7 +8,7 @@ import torch
 
 from idlab.adapt.subspace import hashing
 from idlab.adapt.subspace.fwht import hadamard_rows
-from idlab.adapt.subspace.projection import Projection
+from idlab.adapt.subspace.projection import ProjectFn, Projection
 
 MIN_BLOCK = 256
 STREAM_SIGN, STREAM_GAUSS1, STREAM_GAUSS2, STREAM_PERM = 1, 2, 3, 4
@@ -94,21 +94,6 @@ def torch_backward(grad: torch.Tensor, plan: FastfoodPlan, scale: float, tables:
     return hadamard_rows(y)[: plan.d] * tables["sign"][: plan.d]
 
 
-class _FastfoodFn(torch.autograd.Function):
-    """base + P·θ_d with the backward pass Pᵀ·g written out (no activations saved)."""
-
-    @staticmethod
-    def forward(ctx, theta_d, base, proj):  # noqa: D102
-        ctx.proj, ctx.dtype = proj, theta_d.dtype
-        ctx.base_needs_grad = base is not None and base.requires_grad
-        return proj.apply_forward(theta_d, base)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        grad_d = ctx.proj.apply_backward(grad.contiguous()).to(ctx.dtype)
-        return grad_d, (grad if ctx.base_needs_grad else None), None
-
-
 class FastfoodProjection(Projection):
     """Global Fastfood P (D×d) with unit-norm columns; Triton kernels on CUDA, PyTorch elsewhere."""
 
@@ -169,4 +154,4 @@ class FastfoodProjection(Projection):
     def forward(self, theta_d: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         """base + P·θ_d."""
         with torch.autocast(theta_d.device.type, enabled=False):
-            return _FastfoodFn.apply(theta_d, base, self)
+            return ProjectFn.apply(theta_d, base, self)

@@ -5,6 +5,21 @@ import torch
 from torch import nn
 
 
+class ProjectFn(torch.autograd.Function):
+    """base + P·θ_d with the backward pass Pᵀ·g written out by the projection (no activations saved)."""
+
+    @staticmethod
+    def forward(ctx, theta_d, base, proj):  # noqa: D102
+        ctx.proj, ctx.dtype = proj, theta_d.dtype
+        ctx.base_needs_grad = base is not None and base.requires_grad
+        return proj.apply_forward(theta_d, base)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        grad_d = ctx.proj.apply_backward(grad.contiguous()).to(ctx.dtype)
+        return grad_d, (grad if ctx.base_needs_grad else None), None
+
+
 class Projection(nn.Module):
     """θ = base + P·θ_d for a fixed random P regenerated from `seed`; subclasses implement `forward`.
 

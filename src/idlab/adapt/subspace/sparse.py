@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from idlab.adapt.subspace import hashing
-from idlab.adapt.subspace.projection import Projection
+from idlab.adapt.subspace.projection import ProjectFn, Projection
 
 UNIT_TABLE = 64
 
@@ -128,21 +128,6 @@ def column_counts(plans: list[SparseTensorPlan], unit_rows: torch.Tensor, chunk:
     return counts
 
 
-class _SparseFn(torch.autograd.Function):
-    """base + P·θ_d with the backward pass Pᵀ·g written out."""
-
-    @staticmethod
-    def forward(ctx, theta_d, base, proj):  # noqa: D102
-        ctx.proj, ctx.dtype = proj, theta_d.dtype
-        ctx.base_needs_grad = base is not None and base.requires_grad
-        return proj.apply_forward(theta_d, base)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        grad_d = ctx.proj.apply_backward(grad.contiguous()).to(ctx.dtype)
-        return grad_d, (grad if ctx.base_needs_grad else None), None
-
-
 class SparseProjection(Projection):
     """Very sparse P over the concatenated tensors (`sizes`): Triton gathers on CUDA, index_add elsewhere."""
 
@@ -217,4 +202,4 @@ class SparseProjection(Projection):
     def forward(self, theta_d: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         """base + P·θ_d."""
         with torch.autocast(theta_d.device.type, enabled=False):
-            return _SparseFn.apply(theta_d, base, self)
+            return ProjectFn.apply(theta_d, base, self)
