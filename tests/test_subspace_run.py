@@ -53,8 +53,7 @@ def test_resume_with_another_seed_is_refused(make_cfg) -> None:
 
 def test_said_and_head_and_relative_accuracy_are_logged(make_cfg) -> None:
     cfg = make_cfg("adapt=subspace", "adapt.d=120", "adapt.said=true", "adapt.train_head=true",
-                   "adapt.baseline_acc=0.5",
-                   "+callbacks.subspace_acc._target_=idlab.adapt.subspace.relative.RelativeAccuracy")
+                   "adapt.baseline_acc=0.5")  # the default callbacks include RelativeAccuracy
     metrics = train(cfg)
     assert metrics["subspace/said_scales"] == 4  # the two hidden layers' weights and biases; the head trains directly
     assert metrics["params/trainable"] == 120 + 200 * 10 + 10
