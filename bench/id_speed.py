@@ -1,6 +1,6 @@
 """Benchmark: GPU TwoNN vs scikit-dimension, and ActivationID's share of training time (CIFAR ResNet-18, grokking).
 
-    python bench/id_speed.py --out results/ [--parts knn,resnet,grokking] [--quick]
+    python bench/id_speed.py --out results/ [--parts knn,resnet,grokking] [--quick] [--base-again]
 
 Writes id_speed.json (updated after every measurement, so a cut-off run keeps what it finished).
 CIFAR-shaped data is random uint8 images written in torchvision's format (no CIFAR on the benchmark machine):
@@ -154,14 +154,16 @@ class EpochClock:
 
         callback.measure = self.timing("measure", callback.measure)
         callback.report = self.timing("report", callback.report)
+        callback.draw = self.timing("figure", callback.draw)
         cb_module.collect_activations = self.timing("probe_forward", cb_module.collect_activations)
-        neighbours = twonn_module.distinct_neighbours
+        search = twonn_module.distinct_search
 
-        def recording_neighbours(*args, **kwargs):
-            points, found = neighbours(*args, **kwargs)
-            self.tiers.append({"F": int(points.shape[1]), **(found.tiers or {})})
+        def recording_search(*args, **kwargs):
+            points, found = search(*args, **kwargs)
+            widths = torch.bincount(found.width).nonzero().flatten().tolist()
+            self.tiers.append({"F": int(points.shape[1]), **(found.neighbours().tiers or {}), "widths": widths})
             return points, found
-        twonn_module.distinct_neighbours = recording_neighbours
+        twonn_module.distinct_search = recording_search
         for estimator in callback.estimators:
             inner = estimator.__call__
 
@@ -241,7 +243,7 @@ def bench_resnet(results: Results, epochs: int, quick: bool) -> None:
     results.add("resnet18_cifar", summarise(base, with_id, "per_epoch_s"))
 
 
-def bench_grokking(results: Results, steps: int, quick: bool) -> None:
+def bench_grokking(results: Results, steps: int, quick: bool, base_again: bool = False) -> None:
     """Mod-97 transformer: wall time per 500 steps with and without ActivationID (every 500 steps, train+val)."""
     common = ["trainer.max_epochs=-1", f"trainer.max_steps={steps}"]
     if quick:
@@ -249,18 +251,29 @@ def bench_grokking(results: Results, steps: int, quick: bool) -> None:
     root = Path(tempfile.mkdtemp())
     base = fit_timed(["+exp=math_equations"] + common, root / "base", "500 steps")
     with_id = fit_timed(["+exp=math_equations_id"] + common, root / "id", "500 steps")
-    results.add("grokking_mod97", summarise(base, with_id, "per_500_steps_s"))
+    entry = summarise(base, with_id, "per_500_steps_s")
+    if base_again:  # the base fit once more, after the ID fit: tells noise and run order from the callback's cost
+        entry["base_again"] = fit_timed(["+exp=math_equations"] + common, root / "base2", "500 steps")
+        entry["median_span_base_again_s"] = steady(entry["base_again"]["per_500_steps_s"])
+    results.add("grokking_mod97", entry)
+
+
+def steady(spans: list[float]) -> float:
+    """Median span, the first dropped as warm-up when there are more than two."""
+    return statistics.median(spans[1:] if len(spans) > 2 else spans)
 
 
 def summarise(base: dict, with_id: dict, span: str) -> dict:
     """Median span with and without the callback (first span dropped as warm-up), and the overhead ratios."""
-    def steady(spans: list[float]) -> float:
-        return statistics.median(spans[1:] if len(spans) > 2 else spans)
     base_span, id_span = steady(base[span]), steady(with_id[span])
-    measure = statistics.median(with_id["measure_s"]) if with_id["measure_s"] else float("nan")
+    measures = with_id["measure_s"]
+    measure = statistics.median(measures) if measures else float("nan")
+    outside = [s - m for s, m in zip(with_id[span], measures[1:])]  # span k holds the measurement opening span k+1
     return {"base": base, "with_id": with_id, "median_span_base_s": base_span, "median_span_with_id_s": id_span,
             "overhead_from_spans": id_span / base_span - 1, "median_measure_s": measure,
-            "overhead_from_measure": measure / base_span}
+            "mean_measure_s": statistics.mean(measures) if measures else float("nan"),
+            "overhead_from_measure": measure / base_span,
+            "median_span_minus_measure_s": steady(outside) if outside else float("nan")}
 
 
 def main() -> None:
@@ -272,6 +285,7 @@ def main() -> None:
     parser.add_argument("--skdim-budget", type=float, default=150.0, help="seconds of skdim CPU time at most")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--base-again", action="store_true", help="grokking: run the base fit again after the ID fit")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = Results(args.out / "id_speed.json")
@@ -282,7 +296,7 @@ def main() -> None:
     if "resnet" in parts:
         bench_resnet(results, args.epochs, args.quick)
     if "grokking" in parts:
-        bench_grokking(results, args.steps, args.quick)
+        bench_grokking(results, args.steps, args.quick, args.base_again)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,25 @@ def test_a_step_is_measured_once(tmp_path: Path) -> None:
     assert len((tmp_path / "id.csv").read_text().splitlines()) == 1 + 2
 
 
+def test_figure_every_nth_measurement_and_the_last_at_train_end(tmp_path: Path) -> None:
+    drawn: list[int] = []
+    logged: list[int] = []
+    logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append(step),
+                             experiment=SimpleNamespace(add_figure=lambda tag, figure, step: drawn.append(step)))
+    pl_module, callback = module(), ActivationID(num_samples=60, figure_every=3, at_train_end=False,
+                                                 estimators=[{"name": "twonn", "n_resamples": 0}])
+    callback.setup(fake_trainer(tmp_path), pl_module, "fit")
+    for step in range(5):
+        trainer = fake_trainer(tmp_path, step=step)
+        trainer.loggers = [logger]
+        callback.measure(trainer, pl_module)
+    assert logged == [0, 1, 2, 3, 4] and drawn == [0, 3]
+    callback.on_train_end(trainer, pl_module)
+    assert drawn == [0, 3, 4]
+    callback.on_train_end(trainer, pl_module)
+    assert drawn == [0, 3, 4], "an already drawn profile is not drawn again"
+
+
 def test_layer_globs_stay_within_one_dotted_segment() -> None:
     net = nn.Module()
     net.layer1 = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
@@ -154,6 +173,7 @@ def test_probe_larger_than_the_split_is_named(tmp_path: Path) -> None:
     ({"splits": ["validation"]}, r"splits=\['validation'\]"),
     ({"sequence_reduction": "first"}, "sequence_reduction='first'"),
     ({"estimators": ["twonn", {"name": "twonn", "method": "mle"}]}, "distinct `tag:`"),
+    ({"figure_every": 0}, "figure_every=0 must be >= 1"),
 ])
 def test_bad_options_fail_at_construction(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

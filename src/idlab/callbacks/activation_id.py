@@ -37,9 +37,12 @@ class ActivationID(pl.Callback):
         store_on_cpu: bool = False,
         csv_path: str | None = None,
         figure: bool = True,
+        figure_every: int = 10,
     ) -> None:
         """Validate every option now, so a bad one fails before training starts."""
         check_options(splits, num_samples, every_n_steps, every_n_epochs, sequence_reduction, batch_size)
+        if figure_every < 1:
+            raise ValueError(f"callbacks.activation_id.figure_every={figure_every} must be >= 1 (1: every measurement)")
         self.patterns = list(layers) if layers is not None else None
         self.splits, self.num_samples, self.seed = list(splits), num_samples, seed
         self.every_n_steps, self.every_n_epochs, self.at_train_end = every_n_steps, every_n_epochs, at_train_end
@@ -50,7 +53,9 @@ class ActivationID(pl.Callback):
         self.prefixes = prefixes_for(self.estimators)
         self.sequence_reduction, self.batch_size = sequence_reduction, batch_size
         self.store = torch.device("cpu") if store_on_cpu else None
-        self.csv_path, self.figure = csv_path, figure
+        self.csv_path, self.figure, self.figure_every = csv_path, figure, figure_every
+        self.reports = 0
+        self.unplotted: tuple[int, list[Measurement]] | None = None
         self.layers: list[str] = []
         self.probes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.last_step = -1
@@ -84,9 +89,11 @@ class ActivationID(pl.Callback):
             self.measure(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Measure the final network once more unless this step was just measured."""
+        """Measure the final network once more unless this step was just measured; draw the last profile."""
         if self.at_train_end:
-            self.measure(trainer, pl_module)
+            self.measure(trainer, pl_module, final=True)
+        if self.unplotted is not None:
+            self.draw(trainer, *self.unplotted)
 
     def state_dict(self) -> dict[str, int]:
         """The last measured step, so a resumed run does not repeat it."""
@@ -96,7 +103,7 @@ class ActivationID(pl.Callback):
         """Restore the last measured step."""
         self.last_step = int(state_dict.get("last_step", -1))
 
-    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, final: bool = False) -> None:
         """Rank zero alone runs the probe pass and logs; no collective is called, so other ranks never wait on one."""
         step = trainer.global_step
         if trainer.sanity_checking or step == self.last_step:
@@ -115,22 +122,33 @@ class ActivationID(pl.Callback):
                     result = estimator(points, y)
                     rows.append(Measurement(step, split, layer, estimator.tag, result.value, result.std))
             del features
-        self.report(trainer, rows)
+        self.report(trainer, rows, final)
 
-    def report(self, trainer: pl.Trainer, rows: list[Measurement]) -> None:
-        """Log scalars to every logger at this global step, add profile figures, append id.csv."""
+    def report(self, trainer: pl.Trainer, rows: list[Measurement], final: bool = False) -> None:
+        """Log scalars to every logger at this global step, append id.csv, draw the profile every n-th time."""
         step = trainer.global_step
-        id_tags = [e.tag for e in self.estimators if e.is_id]
-        metrics = metrics_dict(rows, self.prefixes, id_tags, self.layers)
+        metrics = metrics_dict(rows, self.prefixes, [e.tag for e in self.estimators if e.is_id], self.layers)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
-            if self.figure and id_tags and hasattr(getattr(logger, "experiment", None), "add_figure"):
+        trainer.callback_metrics.update({k: torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()})
+        append_csv(self.csv_path or Path(trainer.default_root_dir) / "id.csv", rows)
+        self.unplotted = (step, rows)
+        if final or self.reports % self.figure_every == 0:
+            self.draw(trainer, step, rows)
+        self.reports += 1
+
+    def draw(self, trainer: pl.Trainer, step: int, rows: list[Measurement]) -> None:
+        """Add the ID-vs-depth figure of the first ID estimator to every logger that takes figures."""
+        self.unplotted = None
+        id_tags = [e.tag for e in self.estimators if e.is_id]
+        if not self.figure or not id_tags:
+            return
+        for logger in trainer.loggers:
+            if hasattr(getattr(logger, "experiment", None), "add_figure"):
                 profiles = {split: [r for r in rows if r.split == split and r.estimator == id_tags[0]]
                             for split in self.probes}
                 figure = profile_figure(profiles, f"{id_tags[0]} of activations, step {step}")
                 logger.experiment.add_figure(f"{self.prefixes[id_tags[0]]}_profile", figure, step)
-        trainer.callback_metrics.update({k: torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()})
-        append_csv(self.csv_path or Path(trainer.default_root_dir) / "id.csv", rows)
 
 
 def check_options(splits: Sequence[str], num_samples: int | None, every_n_steps: int | None,

@@ -1,15 +1,19 @@
-"""Exact k-nearest-neighbour distances on GPU or CPU, chunked, with certified precision."""
+"""Exact k-nearest-neighbour distances on GPU or CPU, chunked, with certified precision, widened per row on demand."""
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
-_ROUNDOFF = {torch.float16: 2.0**-11, torch.float32: 2.0**-24, torch.float64: 2.0**-53}
-_TF32_ROUNDOFF = 2.0**-11
-_CHUNK_ELEMENTS = 2**26
+from idlab.id.distances import (  # noqa: F401  (SearchSpace, search_dtypes: re-exported for callers)
+    CHUNK_ELEMENTS, SearchSpace, brute_force, certified_count, exact_distances, search_dtypes,
+)
+
+WIDEST = 32
+SYMMETRIC_FEATURES = 2048  # from this many features, a self-search ranks candidates from half the Gram matrix
+SYMMETRIC_BLOCK = 2048
+BRUTE_ROWS = 8  # this few uncertified rows cost less by brute force than by a new precision tier
 
 
 @dataclass(frozen=True)
@@ -49,151 +53,120 @@ def check_points(x: torch.Tensor, min_points: int = 3) -> torch.Tensor:
 def nearest_neighbours(
     x: torch.Tensor, k: int = 2, candidates: int = 16, chunk_size: int | None = None, device: str | None = None
 ) -> Neighbours:
-    """Exact `candidates` nearest neighbours of every row of x (self excluded); at least k certified per row."""
+    """Exact nearest neighbours of every row of x (self excluded), >= `candidates` per row, >= k certified."""
     x = check_points(x)
     target = torch.device(device) if device is not None else default_device(x)
-    x = x.to(target)
-    positions = torch.arange(x.shape[0], device=target)
-    return knn_within(x, positions, k=k, candidates=candidates, chunk_size=chunk_size)
+    x = x.to(target).contiguous()
+    return knn_within(x, torch.arange(x.shape[0], device=target), k=k, candidates=candidates, chunk_size=chunk_size)
 
 
 def knn_within(
     keys: torch.Tensor, query_positions: torch.Tensor, k: int, candidates: int, chunk_size: int | None = None,
     tiers: tuple[torch.dtype, ...] | None = None,
 ) -> Neighbours:
-    """Neighbours among `keys` (N, F) of the rows at `query_positions`, escalating precision until k are certified."""
-    n_keys, features = keys.shape
-    c = min(max(candidates, k), n_keys - 1)
-    rows = query_positions.numel()
-    dist = torch.empty(rows, c, dtype=torch.float64, device=keys.device)
-    index = torch.empty(rows, c, dtype=torch.long, device=keys.device)
-    certified = torch.zeros(rows, dtype=torch.long, device=keys.device)
-    pending = torch.arange(rows, device=keys.device)
-    step = chunk_size or max(1, _CHUNK_ELEMENTS // max(features, n_keys))
-    settled: dict[str, int] = {}
-    for dtype in tiers or search_dtypes(keys.device):
-        if pending.numel() == 0:
-            break
-        space = SearchSpace(keys, dtype)
-        for start in range(0, pending.numel(), step):
-            slot = pending[start : start + step]
-            dist[slot], index[slot], certified[slot] = space.query(query_positions[slot], c)
-        unsettled = pending[certified[pending] < k]
-        settled[str(dtype).removeprefix("torch.")] = pending.numel() - unsettled.numel()
-        pending = unsettled
-    for start in range(0, pending.numel(), step):
-        slot = pending[start : start + step]
-        dist[slot], index[slot] = brute_force(keys, query_positions[slot], c)
-        certified[slot] = c
-    settled["brute_force"] = pending.numel()
-    return Neighbours(dist, index, certified, settled)
+    """Neighbours among `keys` (N, F) of the rows at `query_positions`, widened and escalated until k are certified."""
+    search = NeighbourSearch(keys, query_positions, candidates, max(candidates, WIDEST), chunk_size, tiers)
+    search.settle(k)
+    return search.neighbours()
 
 
-def search_dtypes(device: torch.device) -> tuple[torch.dtype, ...]:
-    """Candidate-search precisions tried in order, fastest first; rows none certifies go to `brute_force`."""
-    if device.type == "cuda" and fp16_matmul_with_fp32_output(device.index or 0):
-        return (torch.float16, torch.float32, torch.float64)
-    return (torch.float32, torch.float64)
+class NeighbourSearch:
+    """Exact neighbours: c fast candidates per row, more candidates where a row needs them, then more precision.
 
+    Each precision tier ranks `widest` + 1 candidates per row by the fast formula once; exact distances are
+    computed for the first c, and for rows that need more (`widen`) for 2c, 4c, … up to `widest`. Row i's first
+    `certified[i]` exact neighbours are certified by the (w+1)-th candidate's approximate distance.
+    """
 
-@lru_cache(maxsize=None)
-def fp16_matmul_with_fp32_output(device_index: int) -> bool:
-    """Whether this torch build multiplies float16 matrices into a float32 result on the GPU."""
-    a = torch.ones(2, 2, dtype=torch.float16, device=f"cuda:{device_index}")
-    try:
-        return torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
-    except (TypeError, RuntimeError, NotImplementedError):
-        return False
+    def __init__(self, keys: torch.Tensor, positions: torch.Tensor, candidates: int = 8, widest: int = WIDEST,
+                 chunk_size: int | None = None, tiers: tuple[torch.dtype, ...] | None = None) -> None:
+        """Set up (nothing is searched until `settle`)."""
+        n, features = keys.shape
+        self.keys, self.positions, self.n = keys, positions, n
+        self.first = min(max(candidates, 1), n - 1)
+        self.widest = min(max(widest, self.first), n - 1)
+        self.columns = min(self.widest + 1, n - 1)
+        self.step = chunk_size or max(1, CHUNK_ELEMENTS // max(features, n))
+        self.tiers = tiers or search_dtypes(keys.device)
+        self.spaces: dict[int, SearchSpace] = {}
+        rows, device = positions.numel(), keys.device
+        self.dist = torch.full((rows, self.widest), float("inf"), dtype=torch.float64, device=device)
+        self.index = torch.zeros((rows, self.widest), dtype=torch.long, device=device)
+        self.certified = torch.zeros(rows, dtype=torch.long, device=device)
+        self.width = torch.zeros(rows, dtype=torch.long, device=device)
+        self.tier = torch.zeros(rows, dtype=torch.long, device=device)
+        self.approx_values = torch.empty((rows, self.columns), dtype=torch.float64, device=device)
+        self.approx_index = torch.empty((rows, self.columns), dtype=torch.long, device=device)
+        self.rows = torch.arange(rows, device=device)
+        self.symmetric = rows == n and features >= SYMMETRIC_FEATURES and bool(torch.equal(positions, self.rows))
+        self.reached: list[str] = []
 
+    def settle(self, k: int) -> None:
+        """Certify >= k neighbours of every row: widen in each precision tier, then brute-force the rest."""
+        pending = self.rows
+        for tier in range(len(self.tiers)):
+            if tier > 0:
+                pending = pending[self.certified[pending] < k]
+                if pending.numel() <= BRUTE_ROWS:
+                    break
+            self.start_tier(tier, pending)
+            self.widen(lambda rows: self.certified[rows] < k, pending)
+        pending = pending[self.certified[pending] < k]
+        self.reached.append("brute_force")
+        for start in range(0, pending.numel(), self.step):
+            rows = pending[start : start + self.step]
+            dist, index = brute_force(self.keys, self.positions[rows], self.widest)
+            self.dist[rows], self.index[rows] = dist, index
+            self.certified[rows] = self.width[rows] = self.widest
+            self.tier[rows] = len(self.tiers)
 
-def brute_force(keys: torch.Tensor, positions: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact c nearest keys from float64 differences to every key (slow; for rows no search tier certifies)."""
-    query = keys[positions].double()
-    step = max(1, _CHUNK_ELEMENTS // max(keys.shape[1], positions.numel()))
-    best = torch.full((positions.numel(), 0), 0.0, dtype=torch.float64, device=keys.device)
-    best_index = torch.zeros((positions.numel(), 0), dtype=torch.long, device=keys.device)
-    for s in range(0, keys.shape[0], step):
-        d = torch.cdist(query, keys[s : s + step].double(), compute_mode="donot_use_mm_for_euclid_dist")
-        columns = torch.arange(s, s + d.shape[1], device=keys.device)
-        d[columns[None, :] == positions[:, None]] = float("inf")
-        best = torch.cat([best, d], dim=1)
-        best_index = torch.cat([best_index, columns.expand(positions.numel(), -1)], dim=1)
-        best, order = torch.topk(best, min(c, best.shape[1]), dim=1, largest=False)
-        best_index = torch.gather(best_index, 1, order)
-    return best, best_index
+    def start_tier(self, tier: int, rows: torch.Tensor) -> None:
+        """Rank candidates for `rows` in one precision and compute exact distances for the first c."""
+        dtype = self.tiers[tier]
+        self.reached.append(str(dtype).removeprefix("torch."))
+        space = self.spaces.setdefault(tier, SearchSpace(self.keys, dtype))
+        if self.symmetric and rows.numel() == self.n:  # every row, in order
+            values, index = space.all_pairs(self.columns, SYMMETRIC_BLOCK)
+            self.approx_values[rows], self.approx_index[rows] = values.double(), index
+        else:
+            for start in range(0, rows.numel(), self.step):
+                chunk = rows[start : start + self.step]
+                values, index = space.approximate(self.positions[chunk], self.columns)
+                self.approx_values[chunk], self.approx_index[chunk] = values.double(), index
+        self.dist[rows], self.width[rows], self.tier[rows] = float("inf"), 0, tier
+        self.extend(rows, tier, 0, self.first)
 
+    def extend(self, rows: torch.Tensor, tier: int, width: int, new_width: int) -> None:
+        """Exact distances of candidates width..new_width of rows at that width in `tier`, merged and re-certified."""
+        fresh = self.approx_index[rows, width:new_width]
+        dist = torch.cat([self.dist[rows, :width], exact_distances(self.keys, self.positions[rows], fresh)], dim=1)
+        dist, order = torch.sort(dist, dim=1)
+        index = torch.gather(torch.cat([self.index[rows, :width], fresh], dim=1), 1, order)
+        self.dist[rows, :new_width], self.index[rows, :new_width], self.width[rows] = dist, index, new_width
+        if new_width >= self.n - 1:
+            self.certified[rows] = new_width
+            return
+        lower = self.spaces[tier].lower_bounds(self.positions[rows], self.approx_values[rows, new_width])
+        self.certified[rows] = certified_count(dist, lower)
 
-def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b with a float32 (or float64) result; float16 inputs are multiplied exactly and summed in float32."""
-    if a.dtype == torch.float16:
-        return torch.mm(a, b, out_dtype=torch.float32) if a.is_cuda else a.float() @ b.float()
-    return a @ b
+    def widen(self, need: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor | None = None) -> None:
+        """Double the exact candidates of rows for which `need(rows)` holds, up to `widest` (no new precision)."""
+        pending = self.rows if rows is None else rows
+        pending = pending[need(pending)]
+        while pending.numel():
+            pending = pending[(self.width[pending] < self.widest) & (self.tier[pending] < len(self.tiers))]
+            if pending.numel() == 0:
+                return
+            key = self.tier[pending] * (self.widest + 1) + self.width[pending]
+            lowest = int(key.min())
+            tier, width = divmod(lowest, self.widest + 1)
+            self.extend(pending[key == lowest], tier, width, min(2 * width, self.widest))
+            pending = pending[need(pending)]
 
-
-class SearchSpace:
-    """Keys rounded to one precision, with per-row rounding errors measured so candidates can be certified."""
-
-    def __init__(self, keys: torch.Tensor, dtype: torch.dtype) -> None:
-        """Centre and scale the keys by a power of two, round them to `dtype`, and bound each row's rounding error."""
-        self.keys, self.dtype = keys, dtype
-        work = difference_dtype(keys.dtype, dtype)
-        step = max(1, _CHUNK_ELEMENTS // keys.shape[1])
-        chunks = [slice(s, s + step) for s in range(0, keys.shape[0], step)]
-        centre = (sum(keys[c].sum(0, dtype=torch.float64) for c in chunks) / keys.shape[0]).to(work)
-        radius = float(max(torch.linalg.vector_norm(keys[c].to(work) - centre, dim=1).max() for c in chunks))
-        self.scale = 2.0 ** math.floor(math.log2(64.0 / radius)) if radius > 0 else 1.0
-        self.rounded = torch.empty(keys.shape, dtype=dtype, device=keys.device)
-        self.error = torch.empty(keys.shape[0], dtype=torch.float64, device=keys.device)
-        for c in chunks:
-            centred = (keys[c].to(work) - centre) * self.scale  # correctly rounded: relative error <= roundoff(work)
-            self.rounded[c] = centred.to(dtype)
-            measured = torch.linalg.vector_norm(centred - self.rounded[c].to(work), dim=1, dtype=torch.float64)
-            centring = 2 * _ROUNDOFF[work] * torch.linalg.vector_norm(centred, dim=1, dtype=torch.float64)
-            self.error[c] = measured + centring
-        self.sq_norms = torch.linalg.vector_norm(self.rounded, dim=1, dtype=torch.float64) ** 2
-        self.max_norm = float(self.sq_norms.max().sqrt())
-        self.max_error = float(self.error.max())
-        self.product_roundoff = product_roundoff(dtype, keys.shape[1], keys.device)
-
-    def query(self, positions: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Exact sorted distances, indices and certified counts of the c nearest keys of the keys at `positions`."""
-        work = torch.float64 if self.dtype == torch.float64 else torch.float32
-        gram = matmul(self.rounded[positions], self.rounded.T).to(work)
-        approx = self.sq_norms[positions].to(work)[:, None] + self.sq_norms.to(work)[None, :] - 2 * gram
-        approx[torch.arange(positions.numel(), device=positions.device), positions] = float("inf")
-        values, candidates = torch.topk(approx, c, dim=1, largest=False)
-        exact = exact_distances(self.keys, positions, candidates)
-        exact, order = torch.sort(exact, dim=1)
-        candidates = torch.gather(candidates, 1, order)
-        if c >= self.keys.shape[0] - 1:
-            return exact, candidates, torch.full_like(positions, c)
-        norms = self.sq_norms[positions].sqrt()
-        slack = self.product_roundoff * (norms + self.max_norm) ** 2
-        nearest_outside = (values[:, -1].double() - slack).clamp_min(0).sqrt()
-        lower = (nearest_outside - self.error[positions] - self.max_error) / self.scale
-        certified = (exact <= lower[:, None]).sum(1)
-        return exact, candidates, certified
-
-
-def product_roundoff(dtype: torch.dtype, features: int, device: torch.device) -> float:
-    """Bound on |computed − exact| of ||a||²+||b||²−2a·b, relative to (||a||+||b||)², for rounded inputs."""
-    accumulate = torch.float64 if dtype == torch.float64 else torch.float32
-    bound = 4 * _ROUNDOFF[accumulate] * (math.sqrt(features) + 4)
-    tf32 = device.type == "cuda" and dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest"
-    return bound + (4 * _TF32_ROUNDOFF if tf32 else 0.0)
-
-
-def difference_dtype(data: torch.dtype, search: torch.dtype) -> torch.dtype:
-    """Precision in which differences of rows are formed: float64 for float64 data or search, else float32."""
-    return torch.float64 if torch.float64 in (data, search) else torch.float32
-
-
-def exact_distances(keys: torch.Tensor, positions: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """||x_i − x_j|| from correctly rounded differences, squares summed in float64: no cancellation."""
-    work = difference_dtype(keys.dtype, keys.dtype)
-    query = keys[positions].to(work)
-    out = torch.empty(candidates.shape, dtype=torch.float64, device=keys.device)
-    for column in range(candidates.shape[1]):
-        diff = query - keys[candidates[:, column]].to(work)
-        out[:, column] = (diff * diff).sum(1, dtype=torch.float64)
-    return out.sqrt()
+    def neighbours(self) -> Neighbours:
+        """The current lists: columns beyond a row's computed ones hold inf (never certified)."""
+        width = int(self.width.max()) if self.width.numel() else 0
+        counts = torch.bincount(self.tier, minlength=len(self.tiers) + 1).tolist()
+        names = [str(d).removeprefix("torch.") for d in self.tiers] + ["brute_force"]
+        tiers = {name: counts[i] for i, name in enumerate(names) if name in self.reached or name == "brute_force"}
+        return Neighbours(self.dist[:, :width], self.index[:, :width], self.certified, tiers)

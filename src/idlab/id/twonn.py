@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from skdim.id import TwoNN
 
-from idlab.id.knn import Neighbours, check_points, default_device, knn_within, nearest_neighbours
+from idlab.id.distances import exact_distances
+from idlab.id.knn import Neighbours, NeighbourSearch, check_points, default_device
 
 METHODS = ("linear", "mle")
 
@@ -58,22 +59,46 @@ def drop_duplicates(x: torch.Tensor, neighbours: Neighbours) -> torch.Tensor | N
     return torch.nonzero(keep).flatten()
 
 
+def distinct_search(x: torch.Tensor, candidates: int,
+                    chunk_size: int | None = None) -> tuple[torch.Tensor, NeighbourSearch]:
+    """(distinct points on the search device, their search with 2 certified per row); searches twice if duplicates."""
+    x = check_points(x).to(default_device(x)).contiguous()
+    search = NeighbourSearch(x, torch.arange(x.shape[0], device=x.device), candidates, chunk_size=chunk_size)
+    search.settle(2)
+    keep = drop_duplicates(x, search.neighbours())
+    if keep is None:
+        return x, search
+    x = check_points(x[keep])
+    search = NeighbourSearch(x, torch.arange(x.shape[0], device=x.device), candidates, chunk_size=chunk_size)
+    search.settle(2)
+    return x, search
+
+
 def distinct_neighbours(x: torch.Tensor, candidates: int = 10,
                         chunk_size: int | None = None) -> tuple[torch.Tensor, Neighbours]:
     """(points with exact duplicates removed, their neighbours); raises if fewer than 3 distinct points remain."""
-    x = check_points(x).to(default_device(x))
-    neighbours = nearest_neighbours(x, candidates=candidates, chunk_size=chunk_size)
-    keep = drop_duplicates(x, neighbours)
-    if keep is None:
-        return x, neighbours
-    x = check_points(x[keep])
-    return x, nearest_neighbours(x, candidates=candidates, chunk_size=chunk_size)
+    points, search = distinct_search(x, candidates, chunk_size)
+    return points, search.neighbours()
+
+
+def within_subsets(points: torch.Tensor, search: NeighbourSearch, subsets: torch.Tensor) -> torch.Tensor:
+    """(R, n, 2) exact (r1, r2) within each row of `subsets` (R, n), widening rows that lack two members first."""
+    member = torch.zeros(subsets.shape[0], points.shape[0], dtype=torch.bool, device=points.device)
+    member.scatter_(1, subsets, True)
+
+    def lacks_two(rows: torch.Tensor) -> torch.Tensor:
+        columns = torch.arange(search.widest, device=rows.device)
+        usable = member[:, search.index[rows]] & (columns < search.certified[rows, None])
+        return (member[:, rows] & (usable.sum(2) < 2)).any(0)
+
+    search.widen(lacks_two)
+    return subsets_r1_r2(points, search.neighbours(), subsets)
 
 
 def two_nearest_distances(x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """(N', 2) float64 tensor of exact (r1, r2) per distinct point: the input skdim TwoNN(dist=True) takes."""
-    _, neighbours = distinct_neighbours(x, candidates=8, chunk_size=chunk_size)
-    return neighbours.distances[:, :2]
+    _, search = distinct_search(x, candidates=4, chunk_size=chunk_size)
+    return search.neighbours().distances[:, :2]
 
 
 def twonn(x: torch.Tensor, discard_fraction: float = 0.1, method: str = "linear",
@@ -99,15 +124,17 @@ def twonn_bootstrap(
         raise ValueError(f"n_resamples={n_resamples} must be >= 1; use twonn() for a single estimate")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction={fraction} must be in (0, 1]; 0.9 is Ansuini's choice")
-    points, neighbours = distinct_neighbours(x, candidates=10, chunk_size=chunk_size)
+    points, search = distinct_search(x, candidates=6, chunk_size=chunk_size)
     n = points.shape[0]
     size = round(fraction * n)
     if size < 3:
         raise ValueError(f"fraction={fraction} of {n} distinct points leaves {size} < 3 points per resample")
     generator = torch.Generator().manual_seed(seed)
     subsets = torch.stack([torch.randperm(n, generator=generator)[:size] for _ in range(n_resamples)])
-    values = fit_twonn_batched(subsets_r1_r2(points, neighbours, subsets.to(points.device)), discard_fraction, method)
-    return IDEstimate(float(values.mean()), float(values.std(correction=0)))
+    r = within_subsets(points, search, subsets.to(points.device))
+    values = fit_twonn_batched(r, discard_fraction, method)
+    mean, std = torch.stack([values.mean(), values.std(correction=0)]).tolist()
+    return IDEstimate(mean, std)
 
 
 def fit_twonn_batched(r1_r2: torch.Tensor, discard_fraction: float = 0.1, method: str = "linear") -> torch.Tensor:
@@ -142,5 +169,17 @@ def subsets_r1_r2(points: torch.Tensor, neighbours: Neighbours, subsets: torch.T
     missing = rank[..., -1] < 2
     for resample in torch.nonzero(missing.any(1)).flatten().tolist():
         rows = torch.nonzero(missing[resample]).flatten()
-        r[resample, rows] = knn_within(points[subsets[resample]], rows, k=2, candidates=2).distances[:, :2]
+        r[resample, rows] = nearest_two_members(points, subsets[resample][rows], subsets[resample])
     return r
+
+
+def nearest_two_members(points: torch.Tensor, queries: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """(q, 2) exact distances from points[queries] to their two nearest points[members] (themselves excluded)."""
+    out = torch.empty((queries.numel(), 2), dtype=torch.float64, device=points.device)
+    step = max(1, 2**24 // members.numel())
+    for start in range(0, queries.numel(), step):
+        rows = queries[start : start + step]
+        d = exact_distances(points, rows, members.expand(rows.numel(), -1))
+        d[members[None, :] == rows[:, None]] = float("inf")
+        out[start : start + step] = torch.topk(d, 2, dim=1, largest=False).values
+    return out
