@@ -53,3 +53,14 @@ def cifar_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
             monkeypatch.setattr(CIFAR10 if num_classes == 10 else CIFAR100, attr, value)
         return root
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Single-threaded torch for tests of small tensors (the CI machine has 2 cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

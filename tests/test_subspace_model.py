@@ -20,13 +20,7 @@ MNIST = DataSpec(kind="image", input_shape=(1, 28, 28), num_classes=10)
 CIFAR = DataSpec(kind="image", input_shape=(3, 32, 32), num_classes=10)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-threaded torch: small tensors on a 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on a 2-core machine
 
 
 def small_fc() -> FC:

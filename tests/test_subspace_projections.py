@@ -22,13 +22,7 @@ TOTAL = sum(SIZES)
 KINDS = ["dense", "sparse", "fastfood"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-threaded torch: these tensors are small and the CI machine has 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on a 2-core machine
 
 
 def make(kind: str, d: int = 48, seed: int = 0):
