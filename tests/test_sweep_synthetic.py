@@ -156,6 +156,8 @@ def test_a_killed_driver_leaves_a_running_record_that_is_rerun(config_dir: Path,
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     killed = _running_record(out)
+    interim = report(out)  # plan.json is written before launching, so a killed sweep can be re-aggregated
+    assert interim["search"]["status"] == "running" and interim["runs"]["planned"] == 8
     summary = sweep(config_dir, out)
     assert summary["runs"]["done"] == 8 and summary["runs"]["failed"] == 0
     assert killed.exists() and json.loads((killed / "sweep_run.json").read_text())["status"] == "running"

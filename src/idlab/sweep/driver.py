@@ -35,9 +35,16 @@ Validate = Callable[[DictConfig], None]
 class SweepDriver:
     """Runs planned runs through the launcher, skipping those whose config key already has a result."""
 
-    def __init__(self, session: HydraSession, spec: SweepSpec, sweep_dir: Path, task: Task) -> None:
+    def __init__(self, session: HydraSession, spec: SweepSpec, sweep_dir: Path, task: Task,
+                 header: dict[str, Any] | None = None) -> None:
         self.session, self.spec, self.sweep_dir, self.task = session, spec, sweep_dir, task
+        self.header = header or {}
         self.planned: dict[str, PlannedRun] = {}
+
+    def plan(self, search: dict[str, Any]) -> dict[str, Any]:
+        """plan.json's content: how the sweep was called, its spec, the search state and every planned run."""
+        return {**self.header, "spec": self.spec.to_dict(), "search": search,
+                "runs": [r.to_dict() for r in self.planned.values()], "written": time.time()}
 
     def keyed(self, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
         """The runs with their resolved-config keys (composed exactly as the launcher will)."""
@@ -62,7 +69,8 @@ class SweepDriver:
         existing = best_by_key(scan_runs(runs_dir), self.spec.metric)
         todo = [r for r in keyed if not _has_result(existing.get(r.key, []), self.spec.metric)]
         log.info("%d runs planned, %d already done, %d to launch", len(keyed), len(keyed) - len(todo), len(todo))
-        if todo and not dry_run:
+        if todo and not dry_run:  # plan.json first: a sweep killed mid-launch can still be --report'ed
+            write_json_atomic(self.sweep_dir / PLAN_FILE, self.plan({"kind": self.spec.search, "status": "running"}))
             self.session.launch([r.overrides for r in todo], next_job_index(runs_dir), self.task)
         return keyed
 
@@ -86,12 +94,11 @@ def run_sweep(config_dir: Path, args: Sequence[str], config_name: str = "train",
         with SweepLock(sweep_dir):
             session = HydraSession(config_name, hydra_args, sweep_dir / RUNS_DIR)
             check_single_process_jobs(session.master)
-            driver = SweepDriver(session, spec, sweep_dir, task)
+            driver = SweepDriver(session, spec, sweep_dir, task, {"config_name": config_name, "args": list(args)})
             if validate is not None:
                 _validate_extremes(driver, spec, base, validate)
             search = (run_grid if spec.search == "grid" else run_bisect)(driver, spec, base, dry_run)
-            plan = {"config_name": config_name, "args": list(args), "spec": spec.to_dict(), "search": search,
-                    "runs": [r.to_dict() for r in driver.planned.values()], "written": time.time()}
+            plan = driver.plan(search)
             if dry_run:
                 return summarize_plan(sweep_dir, plan)[0]
             write_json_atomic(sweep_dir / PLAN_FILE, plan)
