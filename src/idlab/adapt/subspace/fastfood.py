@@ -97,6 +97,8 @@ def torch_backward(grad: torch.Tensor, plan: FastfoodPlan, scale: float, tables:
 class FastfoodProjection(Projection):
     """Global Fastfood P (D×d) with unit-norm columns; Triton kernels on CUDA, PyTorch elsewhere."""
 
+    kind = "fastfood"
+
     def __init__(self, total: int, d: int, seed: int, backend: str = "auto", min_block: int = MIN_BLOCK) -> None:
         super().__init__(total, d, seed)
         if backend not in ("auto", "torch", "triton"):
@@ -121,17 +123,6 @@ class FastfoodProjection(Projection):
             self._tables[key] = {"sign": input_signs(self.plan, device, dtype), "gauss": gauss,
                                  "perm": block_permutations(self.plan, device)}
         return self._tables[key]
-
-    def use_triton(self, tensor: torch.Tensor) -> bool:
-        """Whether this call runs the Triton kernels."""
-        if self.backend == "torch" or (self.backend == "auto" and not tensor.is_cuda):
-            return False
-        from idlab.adapt.subspace import fastfood_triton
-        if not fastfood_triton.available():
-            if self.backend == "triton":
-                raise RuntimeError("fastfood backend='triton' needs the triton package")
-            return False
-        return True
 
     def apply_forward(self, theta_d: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
         """Forward computation (no autograd)."""

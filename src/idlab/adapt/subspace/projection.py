@@ -1,6 +1,8 @@
 """Common interface of the random projections P: R^d → R^D (dense, sparse, Fastfood)."""
 from __future__ import annotations
 
+import importlib
+
 import torch
 from torch import nn
 
@@ -28,6 +30,7 @@ class Projection(nn.Module):
     """
 
     tensor_attrs: tuple[str, ...] = ()
+    kind: str = ""  # names the Triton kernel module idlab.adapt.subspace.<kind>_triton, if there is one
 
     def __init__(self, total: int, d: int, seed: int) -> None:
         super().__init__()
@@ -40,6 +43,18 @@ class Projection(nn.Module):
             setattr(self, name, fn(getattr(self, name)))
             self.device = getattr(self, name).device
         return self
+
+    def use_triton(self, tensor: torch.Tensor) -> bool:
+        """Whether this call runs the projection's Triton kernels (`backend`: auto, torch or triton)."""
+        backend = getattr(self, "backend", "torch")
+        if backend == "torch" or (backend == "auto" and not tensor.is_cuda):
+            return False
+        kernels = importlib.import_module(f"idlab.adapt.subspace.{self.kind}_triton")
+        if not kernels.available():
+            if backend == "triton":
+                raise RuntimeError(f"{self.kind} backend='triton' needs the triton package and a GPU")
+            return False
+        return True
 
     def forward(self, theta_d: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         """Return base + P·θ_d (or P·θ_d when base is None), a flat tensor of length D."""

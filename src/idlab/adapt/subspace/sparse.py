@@ -131,6 +131,7 @@ def column_counts(plans: list[SparseTensorPlan], unit_rows: torch.Tensor, chunk:
 class SparseProjection(Projection):
     """Very sparse P over the concatenated tensors (`sizes`): Triton gathers on CUDA, index_add elsewhere."""
 
+    kind = "sparse"
     tensor_attrs = ("units", "inverses")
 
     def __init__(self, sizes: list[int], d: int, seed: int, backend: str = "auto") -> None:
@@ -167,17 +168,6 @@ class SparseProjection(Projection):
             rows, cols, signs = (torch.cat(column) for column in zip(*parts))
             self._coo[key] = (rows, cols, (signs * self.inv_norms(device)[cols]).to(dtype))
         return self._coo[key]
-
-    def use_triton(self, tensor: torch.Tensor) -> bool:
-        """Whether this call runs the Triton kernels."""
-        if self.backend == "torch" or (self.backend == "auto" and not tensor.is_cuda):
-            return False
-        from idlab.adapt.subspace import sparse_triton
-        if not sparse_triton.available():
-            if self.backend == "triton":
-                raise RuntimeError("sparse backend='triton' needs the triton package")
-            return False
-        return True
 
     def apply_forward(self, theta_d: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
         """Forward computation (no autograd)."""
