@@ -67,6 +67,32 @@ def test_shuffled_labels_keep_marginals_and_touch_only_train() -> None:
     assert torch.equal(dm.splits["val"].y, ref.splits["val"].y)
 
 
+def test_class_subset_keeps_exactly_those_digits_with_their_labels() -> None:
+    full, low = MNISTMini(), MNISTMini(classes=[0, 1, 2, 3, 4])
+    full.setup(), low.setup()
+    for split in ("train", "val", "test"):
+        keep = full.splits[split].y < 5
+        assert torch.equal(low.splits[split].y, full.splits[split].y[keep])  # same order, labels unchanged
+        assert torch.equal(low.splits[split].x, full.splits[split].x[keep])
+    assert low.spec.num_classes == 10  # the head keeps every class, so checkpoints move between subsets
+
+
+def test_class_subset_reads_torchvision_cifar(cifar_dir) -> None:
+    full = CIFAR(num_classes=10, data_dir=str(cifar_dir(10)), val_size=20)
+    dm = CIFAR(num_classes=10, data_dir=str(cifar_dir(10)), val_size=20, classes=[3, 7])
+    full.setup(), dm.setup()
+    for split, s in dm.splits.items():
+        expected = full.splits[split].y[(full.splits[split].y == 3) | (full.splits[split].y == 7)]
+        assert len(expected) > 0 and torch.equal(s.y, expected)
+
+
+@pytest.mark.parametrize("classes,match", [([], "distinct class indices"), ([1, 1], "distinct class indices"),
+                                           ([-1], "distinct class indices"), ([10], r"class ≥ 10.*0\.\.9")])
+def test_bad_class_subset_is_named_before_reading(classes: list[int], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        MNISTMini(classes=classes).prepare_data()
+
+
 @pytest.mark.parametrize("op,fn", [("add", lambda a, b, p: (a + b) % p), ("sub", lambda a, b, p: (a - b) % p),
                                    ("mul", lambda a, b, p: (a * b) % p), ("div", lambda a, b, p: (a * pow(b, p - 2, p)) % p)])
 def test_modular_equations_are_correct(op: str, fn) -> None:

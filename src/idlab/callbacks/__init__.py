@@ -1,4 +1,5 @@
-"""Lightning callbacks that measure during training (activation intrinsic dimension)."""
+"""Lightning callbacks that measure during training (activation intrinsic dimension) or keep snapshots."""
 from idlab.callbacks.activation_id import ActivationID
+from idlab.callbacks.snapshots import Snapshots
 
-__all__ = ["ActivationID"]
+__all__ = ["ActivationID", "Snapshots"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +19,41 @@ CIFAR_STATS = {10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 
 
 class ImageDataModule(TensorDataModule):
-    """uint8 image splits + per-channel normalisation, optional crop/flip, pixel and label shuffling."""
+    """uint8 image splits + per-channel normalisation, optional crop/flip, pixel and label shuffling, class subsets."""
 
     stats: tuple[tuple[float, ...], tuple[float, ...]]
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, on_device: bool = True,
                  seed: int = 0, augment: bool = False, permute_pixels: bool = False, pixel_seed: int = 0,
-                 shuffle_labels: float = 0.0, label_seed: int = 0) -> None:
+                 shuffle_labels: float = 0.0, label_seed: int = 0, classes: Sequence[int] | None = None) -> None:
         super().__init__(batch_size, eval_batch_size, on_device, seed)
         if not 0.0 <= shuffle_labels <= 1.0:
             raise ValueError(f"data.shuffle_labels={shuffle_labels} is a fraction of training labels: use 0..1")
         self.augment, self.permute_pixels, self.pixel_seed = augment, permute_pixels, pixel_seed
         self.shuffle_labels, self.label_seed = shuffle_labels, label_seed
+        self.classes = None if classes is None else tuple(classes)
+        if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)
+                                         or not all(isinstance(c, int) and c >= 0 for c in self.classes)):
+            raise ValueError(f"data.classes={list(self.classes)} must be distinct class indices such as "
+                             "[0,1,2,3,4], or null for every class")
+
+    def prepare_data(self) -> None:
+        """Check `classes` against the dataset's class count before anything is read."""
+        n = self.spec.num_classes
+        if self.classes is not None and max(self.classes) >= n:
+            raise ValueError(f"data.classes={list(self.classes)} names a class ≥ {n}; {self.spec.name} has "
+                             f"classes 0..{n - 1}")
 
     def raw_splits(self) -> dict[str, Split]:
         """uint8 (N, C, H, W) images and int64 labels per split (subclasses)."""
         raise NotImplementedError
 
     def load(self) -> dict[str, Split]:
-        """Raw splits with the pixel permutation and label shuffling applied."""
+        """Raw splits restricted to `classes`, with the pixel permutation and label shuffling applied."""
+        self.prepare_data()
         splits = self.raw_splits()
+        if self.classes is not None:
+            splits = {k: only_classes(s, self.classes) for k, s in splits.items()}
         if self.permute_pixels:
             n, c, h, w = splits["train"].x.shape
             perm = torch.randperm(h * w, generator=torch.Generator().manual_seed(self.pixel_seed))
@@ -52,6 +68,12 @@ class ImageDataModule(TensorDataModule):
         if gen is not None and self.augment:
             x = random_crop_flip(x, gen)
         return normalize(x, *self.stats)
+
+
+def only_classes(split: Split, classes: Sequence[int]) -> Split:
+    """The examples of `classes`; labels keep their values, so the model's head still has every class."""
+    keep = torch.isin(split.y, torch.tensor(classes, dtype=split.y.dtype))
+    return Split(split.x[keep], split.y[keep])
 
 
 def shuffled_labels(y: Tensor, fraction: float, seed: int) -> Tensor:
@@ -116,7 +138,8 @@ class TorchvisionImages(ImageDataModule):
         raise NotImplementedError
 
     def prepare_data(self) -> None:
-        """Download if allowed; otherwise fail early, naming the path and the fix."""
+        """Check `classes`; download if allowed, otherwise fail early, naming the path and the fix."""
+        super().prepare_data()
         for train in (True, False):
             try:
                 self.dataset(train)
@@ -128,7 +151,6 @@ class TorchvisionImages(ImageDataModule):
 
     def raw_splits(self) -> dict[str, Split]:
         """Read train/test with torchvision and carve a seeded validation split out of train."""
-        self.prepare_data()
         train_x, train_y = self.tensors(self.dataset(True))
         test_x, test_y = self.tensors(self.dataset(False))
         idx = seeded_split(len(train_x), {"val": self.val_size, "train": -1}, self.split_seed)
