@@ -24,7 +24,7 @@ class Outcome:
     kind: str
     command: str
     folder: str | None
-    status: str = "pending"  # done | failed | timeout | skipped
+    status: str = "pending"  # done | kept (finished by an earlier call) | failed | timeout | skipped
     returncode: int | None = None
     started: float | None = None
     wall_s: float | None = None
@@ -86,6 +86,9 @@ class Engine:
 
     def _execute(self, step: Step, outcome: Outcome) -> None:
         """Start the process once slots are free; stop its whole process group at the deadline."""
+        if step.finished():
+            outcome.status = "kept"
+            return
         self.slots.acquire(step.slots)
         try:
             left = self.remaining()

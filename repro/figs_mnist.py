@@ -76,18 +76,41 @@ def width_depth_grid(root: Path, out: Path) -> list[Path]:
     return [save(fig, out / "li_mnist_grid.png")]
 
 
+def memorisation_scales(root: Path) -> list[tuple[str, Sweep | None, Sweep | None]]:
+    """(folder suffix, real-label sweep, shuffled-label sweep) for every label count that has a folder."""
+    base = root / "memorisation"
+    suffixes = sorted({d.name.removeprefix("real_labels").removeprefix("shuffled_labels")
+                       for d in base.glob("*_labels*")}, key=len) if base.is_dir() else []
+    return [(x, load_sweep(base / f"real_labels{x}"), load_sweep(base / f"shuffled_labels{x}")) for x in suffixes]
+
+
 def memorisation(root: Path, out: Path) -> list[Path]:
-    """Training accuracy vs d with real and shuffled labels (result 2)."""
-    real, shuffled = (load_sweep(root / "memorisation" / n) for n in ("real_labels", "shuffled_labels"))
-    if real is None and shuffled is None:
+    """Training accuracy vs d with real and shuffled labels, one panel per label count (result 2)."""
+    scales = [s for s in memorisation_scales(root) if s[1] is not None or s[2] is not None]
+    if not scales:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for sweep, name, color in ((real, "real labels", "C0"), (shuffled, "100 % shuffled labels", "C3")):
-        if sweep is not None:
-            sweep_curve(ax, sweep, f"{name}: d_int90 {dim_text(sweep)}", color)
-            threshold_marks(ax, sweep, color)
-    finish(ax, "subspace dimension d", "training accuracy", "Memorisation: FC 5×400 on 1,000 digits")
+    fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 4), sharey=True, squeeze=False)
+    for ax, (_, real, shuffled) in zip(axes[0], scales):
+        for sweep, name, color in ((real, "real labels", "C0"), (shuffled, "100 % shuffled labels", "C3")):
+            if sweep is not None:
+                sweep_curve(ax, sweep, f"{name}: d_int90 {dim_text(sweep)}", color)
+                threshold_marks(ax, sweep, color)
+        labels = training_labels(shuffled or real)
+        finish(ax, "subspace dimension d", "training accuracy",
+               f"Memorisation: FC 5×400 on {labels:,.0f} digits" if labels else "Memorisation: FC 5×400")
     return [save(fig, out / "memorisation.png")]
+
+
+def training_labels(sweep: Sweep | None) -> float | None:
+    """Training-set size of the runs (mnist_mini: 5,000 − val − test) from a run's .hydra/config.yaml."""
+    if sweep is None:
+        return None
+    from omegaconf import OmegaConf
+
+    for config in sorted(sweep.folder.glob("runs/*/.hydra/config.yaml"))[:1]:
+        data = OmegaConf.load(config).data
+        return float(5000 - data.val_size - data.test_size)
+    return None
 
 
 def lora_vs_subspace(root: Path, out: Path) -> list[Path]:

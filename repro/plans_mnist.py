@@ -12,8 +12,9 @@ MNIST_EXPS = {"fc": "li_mnist_fc", "lenet": "li_mnist_lenet", "fc_shuffled_pixel
               "lenet_shuffled_pixels": "li_mnist_lenet_shuffled_pixels"}
 GRID_NETS = ((50, 1), (400, 1), (50, 5), (400, 5))   # (width, depth); (200, 2) is li_mnist/fc
 GRID_VALUES = (200, 300, 500, 750, 1000, 1500, 2500)
-MEM_VALUES = (100, 300, 500, 1000, 2000, 4000, 8000, 16000)
-MEM_EPOCHS = 200           # 1,000 training digits, 8 steps/epoch → 1,600 steps
+# (training digits, epochs, d grid, folder suffix): 1,000 digits × 200 epochs = 1,600 steps; 4,000 × 100 = 3,200.
+MEM_SCALES = ((1000, 200, (100, 300, 500, 1000, 2000, 4000, 8000, 16000), ""),
+              (4000, 100, (300, 500, 1000, 2000, 4000, 8000, 16000, 32000), "_n4000"))
 LORA_RANKS = (1, 2, 4, 8, 16, 32)
 REPROJECT_FROM = (100, 300)  # d of the first subspace (below / at LeNet's d_int90 on mnist_mini)
 REPROJECT_VALUES = (10, 30, 100, 200, 300, 500, 1000, 2000)
@@ -55,17 +56,19 @@ def li_mnist_grid(s: Settings) -> Result:
 
 
 def memorisation(s: Settings) -> Result:
-    """Result 2: d_int90 of training accuracy with real vs 100 % shuffled labels, FC 5×400, 1,000 digits."""
+    """Result 2: d_int90 of training accuracy with real vs 100 % shuffled labels, FC 5×400, at two label counts."""
     steps = []
-    for name, fraction in (("real_labels", 0.0), ("shuffled_labels", 1.0)):
-        head = ("+exp=li_mnist_shuffled_labels", "data=mnist_mini", "data.val_size=3500",
-                f"data.shuffle_labels={fraction}", f"trainer.max_epochs={MEM_EPOCHS}",
-                "trainer.check_val_every_n_epoch=10", f"optim.optimizer.lr={SUBSPACE_LR}")
-        steps.append(sweep_step(s, f"memorisation/{name}", s.root / "memorisation" / name, head, MEM_VALUES,
-                                (0, 1), 3, (f"optim.optimizer.lr={BASELINE_LR}",)))
+    for labels, epochs, values, suffix in MEM_SCALES:
+        for name, fraction in (("real_labels", 0.0), ("shuffled_labels", 1.0)):
+            head = ("+exp=li_mnist_shuffled_labels", "data=mnist_mini", f"data.val_size={4500 - labels}",
+                    f"data.shuffle_labels={fraction}", f"trainer.max_epochs={epochs}",
+                    "trainer.check_val_every_n_epoch=10", f"optim.optimizer.lr={SUBSPACE_LR}")
+            steps.append(sweep_step(s, f"memorisation/{name}{suffix}", s.root / "memorisation" / f"{name}{suffix}",
+                                    head, values, (0, 1), 4, (f"optim.optimizer.lr={BASELINE_LR}",)))
+    scales = "; ".join(f"{labels:,} training digits (val_size {4500 - labels}), {epochs} epochs, d ∈ {list(values)}"
+                       for labels, epochs, values, _ in MEM_SCALES)
     return Result("memorisation", "Li et al. 2018: memorising shuffled labels", (tuple(steps),),
-                  f"mnist_mini with 1,000 training digits (val_size 3500), FC 784-5×400-10, {MEM_EPOCHS} epochs, "
-                  f"metric train/acc, threshold 0.89, seeds [0, 1], d ∈ {list(MEM_VALUES)}")
+                  f"mnist_mini, FC 784-5×400-10, metric train/acc, threshold 0.89, seeds [0, 1]; {scales}")
 
 
 def lora_vs_subspace(s: Settings) -> Result:

@@ -15,10 +15,11 @@ BUILDERS: dict[str, Callable[[Settings], Result]] = {
     "li_mnist_grid": plans_mnist.li_mnist_grid,
     "memorisation": plans_mnist.memorisation,
 }
-# Planning estimates (not measurements): runs × steps against the measured 681 steps/s of 12 FC runs sharing one
-# H100 (docs/benchmarks.md) and ~9 ms per transformer step in one process; see repro/README.md.
-GPU_MINUTES = {"li_mnist": 4.5, "lora_vs_subspace": 1.0, "reproject": 2.5, "grokking_id": 5.5, "finetune_id": 3.0,
-               "li_mnist_grid": 2.5, "memorisation": 2.0}
+# Planning estimates: runs × steps against the measured 681 steps/s of 12 FC runs sharing one
+# H100 (docs/benchmarks.md) and ~9 ms per transformer step in one process; see repro/README.md. finetune_id and
+# memorisation: their 2026-11-22 H100 wall times.
+GPU_MINUTES = {"li_mnist": 4.5, "lora_vs_subspace": 1.0, "reproject": 2.5, "grokking_id": 5.5, "finetune_id": 12.0,
+               "li_mnist_grid": 2.5, "memorisation": 4.5}
 ISSUE_ITEM = {"li_mnist": 1, "li_mnist_grid": 1, "memorisation": 2, "lora_vs_subspace": 3, "grokking_id": 4,
               "finetune_id": 5, "reproject": 6}
 

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from repro import paper
-from repro.figs_mnist import first_accuracy, grid_points
+from repro.figs_mnist import first_accuracy, grid_points, memorisation_scales, training_labels
 from repro.figs_modular import finetune_sweeps, grok_settings, grok_times
 from repro.load import Sweep, curves, llid, load_sweep, read_json, seed_dirs
 from repro.registry import GPU_MINUTES, ISSUE_ITEM, build
@@ -105,32 +105,28 @@ def section_grid(root: Path) -> list[str]:
 
 
 def section_memorisation(root: Path) -> list[str]:
-    """Result 2: real vs shuffled labels."""
-    real, shuf = (load_sweep(root / "memorisation" / n) for n in ("real_labels", "shuffled_labels"))
-    labels = training_labels(shuf or real)
-    per_label = ratio(dval(shuf), labels)
-    rows = [["real labels, d_int90 of train acc", "— (750 on test acc)", dim_cell(real), base_cell(real)],
-            ["100 % shuffled labels, d_int90 of train acc", f"190,000 ({paper.LI_SHUFFLED_LABELS['labels']:,} labels)",
-             dim_cell(shuf), base_cell(shuf)],
-            ["floats per memorised label (d_int90 / labels)", "3.8", f"{num(per_label)} ({num(labels)} labels)"
-             if per_label else "n/a", ""],
-            ["shuffled / real", "≈250×", num(ratio(dval(shuf), dval(real))) + "×" if ratio(dval(shuf), dval(real))
-             else "n/a", ""]]
-    r = ratio(dval(shuf), dval(real))
+    """Result 2: real vs shuffled labels at each label count."""
+    scales = memorisation_scales(root) or [("", None, None)]
+    rows, ratios = [], []
+    for _, real, shuf in scales:
+        labels = training_labels(shuf or real)
+        at = f" ({num(labels)} labels)" if labels else ""
+        r = ratio(dval(shuf), dval(real))
+        per_label = ratio(dval(shuf), labels)
+        ratios.append((labels, r))
+        rows += [[f"real labels{at}, d_int90 of train acc", "— (750 on test acc)", dim_cell(real), base_cell(real)],
+                 [f"100 % shuffled labels{at}, d_int90 of train acc",
+                  f"190,000 ({paper.LI_SHUFFLED_LABELS['labels']:,} labels)", dim_cell(shuf), base_cell(shuf)],
+                 [f"floats per memorised label{at}", "3.8", num(per_label) if per_label else "n/a", ""],
+                 [f"shuffled / real{at}", "≈250×", num(r) + "×" if r else "n/a", ""]]
+    known = [(n, r) for n, r in ratios if n is not None and r is not None]
+    largest = max(known)[1] if known else None
+    grows = None if len(known) < 2 else all(b[1] > a[1] for a, b in zip(sorted(known), sorted(known)[1:]))
     return table(["quantity", "paper", "ours", "baseline train acc"], rows) + [
-        "", "- shuffled labels need a far larger d (≥ 5×): " + verdict(None if r is None else r >= 5, "paper ≈250×")]
-
-
-def training_labels(sweep: Sweep | None) -> float | None:
-    """Training-set size of the runs (mnist_mini: 5,000 − val − test) from a run's .hydra/config.yaml."""
-    if sweep is None:
-        return None
-    from omegaconf import OmegaConf
-
-    for config in sorted(sweep.folder.glob("runs/*/.hydra/config.yaml"))[:1]:
-        data = OmegaConf.load(config).data
-        return float(5000 - data.val_size - data.test_size)
-    return None
+        "", "- shuffled labels need a far larger d (≥ 5×) at the largest label count: " +
+        verdict(None if largest is None else largest >= 5, "paper ≈250× at 50,000 labels"),
+        "- the gap grows with the number of labels: " + verdict(grows, "memorising costs d per label, learning "
+                                                                       "real labels does not")]
 
 
 def section_lora(root: Path) -> list[str]:
@@ -190,21 +186,32 @@ def steepest_drop(seed_dir: Path) -> str:
 
 
 def section_finetune(root: Path) -> list[str]:
-    """Result 5: d_int90 of fine-tuning on a÷b against the pretraining step of θ0."""
+    """Result 5: held-out accuracy per d and d_int90 of fine-tuning on a÷b against the pretraining step of θ0."""
     sweeps = finetune_sweeps(root)
     if not sweeps:
         return [f"Fine-tuning sweeps: {NOT_RUN}."]
     pretrain = next(iter(sorted((root / "finetune_id").glob("pretrain_*"))), None)
     tags = curves(pretrain) if pretrain else {}
-    rows = [[num(step), at_step(tags, "train/acc", step), at_step(tags, "val/acc", step), dim_cell(sweep)]
-            for step, sweep in sweeps]
-    reached = [dval(sw) for _, sw in sweeps]
-    known = [d for d in reached if d is not None]
+    grid = sorted({float(v) for _, sw in sweeps for v in sw.curve()[0]})
+    rows = []
+    for step, sweep in sweeps:
+        values, means, stds = sweep.curve()
+        acc = {float(v): f"{m:.2f} ± {sd:.2f}" for v, m, sd in zip(values, means, stds)}
+        rows.append([num(step), at_step(tags, "train/acc", step), at_step(tags, "val/acc", step),
+                     *(acc.get(d, "—") for d in grid), dim_cell(sweep)])
+    first, later = dval(sweeps[0][1]), [dval(sw) for _, sw in sweeps[1:]]
+    ceiling = max(grid) if grid else None
+    lower = None if not later or all(d is None for d in later) else \
+        any(d is not None and d < (first if first is not None else 2 * ceiling) for d in later)
+    known = [d for d in [first, *later] if d is not None]
     falls = None if len(known) < 2 else all(b <= a for a, b in zip(known, known[1:]))
-    return table(["pretraining step of θ0", "pretrain train acc (a·b)", "pretrain val acc (a·b)",
-                  "fine-tune d_int90 (a÷b)"], rows) + [
-        "", "- d_int90 does not rise with later checkpoints (among reached values): " +
-        verdict(falls, "Aghajanyan et al.: ID falls with pretraining updates")]
+    header = ["pretraining step of θ0", "pretrain train acc (a·b)", "pretrain val acc (a·b)",
+              *(f"a÷b acc, d = {num(d)}" for d in grid), "fine-tune d_int90 (a÷b)"]
+    return table(header, rows) + [
+        "", f"- a pretrained snapshot needs a smaller d_int90 than step {num(sweeps[0][0])}: " +
+        verdict(lower, "Aghajanyan et al.: pretraining lowers the fine-tuning ID"),
+        "- d_int90 never rises with a later snapshot (among reached values): " +
+        verdict(falls, "Aghajanyan et al.: ID keeps falling with pretraining updates")]
 
 
 def at_step(tags: dict, tag: str, step: int) -> str:
@@ -260,11 +267,14 @@ def meta(root: Path, name: str) -> list[str]:
     if record is None:
         return lines + [f"- **Device, wall time**: {NOT_RUN}.", f"- **Comment**: {paper.CAVEATS[name]}", *details]
     steps = record.get("steps", [])
-    done = sum(s.get("status") == "done" for s in steps)
+    done = sum(s.get("status") in ("done", "kept") for s in steps)
     together = ", ".join(record.get("run_together_with") or []) or "nothing else"
     smoke = " — **CPU smoke scale (2 batches per run), not a result**" if record.get("smoke") else ""
-    lines += [f"- **Device**: {record.get('device')}{smoke}; **wall time** {record.get('wall_s', 0) / 60:.1f} min "
-              f"(concurrently with {together}); {done} of {len(steps)} steps finished"
+    calls, wall = record.get("earlier_calls") or [], record.get("wall_s", 0) / 60
+    wall_text = f"{record['wall_total_s'] / 60:.1f} min over {len(calls) + 1} calls (the last {wall:.1f} min; " \
+        if calls else f"{wall:.1f} min ("
+    lines += [f"- **Device**: {record.get('device')}{smoke}; **wall time** {wall_text}"
+              f"concurrently with {together}); {done} of {len(steps)} steps finished"
               + ("" if record.get("complete") else " — partial result") + f"; code {record.get('git')}.",
               f"- **Comment**: {paper.CAVEATS[name]}"]
     return lines + details

@@ -97,19 +97,31 @@ def reaggregate(result: Result) -> dict[str, str]:
 
 def write_record(result: Result, outcomes: list[Outcome], start: float, wall: float, invocation: str,
                  together: list[str], settings: Settings, budget: float | None, notes: dict[str, str]) -> Path:
-    """root/<name>/repro.json, written atomically."""
+    """root/<name>/repro.json, written atomically; an earlier call's record (a resumed run) is kept under
+    `earlier_calls` and counted in `wall_total_s`."""
+    path = settings.root / result.name / "repro.json"
+    earlier = earlier_calls(path)
     record = {"result": result.name, "title": result.title, "scale": result.scale, "invocation": invocation,
               "run_together_with": [n for n in together if n != result.name], "started": start,
               "started_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)), "wall_s": wall,
               "device": device_description(), "git": git_commit(), "budget_s": budget, "jobs": settings.jobs,
               "smoke": settings.smoke, "steps": [asdict(o) for o in outcomes], "sweeps": notes,
-              "complete": all(o.status == "done" for o in outcomes)}
-    path = settings.root / result.name / "repro.json"
+              "complete": all(o.status in ("done", "kept") for o in outcomes), "earlier_calls": earlier,
+              "wall_total_s": wall + sum(call.get("wall_s", 0.0) for call in earlier)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def earlier_calls(path: Path) -> list[dict]:
+    """The calls recorded in an existing repro.json (its own and those it kept), oldest first."""
+    if not path.is_file():
+        return []
+    previous = json.loads(path.read_text())
+    keep = ("invocation", "started_iso", "wall_s", "device", "git", "complete")
+    return [*previous.get("earlier_calls", []), {k: previous.get(k) for k in keep}]
 
 
 def warm_mnist_mini_cache(results: list[Result]) -> None:
@@ -167,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes, start, wall = finished[result.name]
         notes = reaggregate(result)
         write_record(result, outcomes, start, wall, invocation, [r.name for r in results], settings, args.budget, notes)
-        ok &= all(o.status == "done" for o in outcomes)
+        ok &= all(o.status in ("done", "kept") for o in outcomes)
         for o in outcomes:
             print(f"[{result.name}] {o.status:8s} {o.wall_s or 0:7.1f} s  {o.label}")
         if not args.no_pack:

@@ -58,6 +58,13 @@ class Step:
         """The command as one copy-pasteable shell line."""
         return " ".join(shlex.quote(a) for a in ["python", *ENTRY[self.kind], *self.args])
 
+    def finished(self) -> bool:
+        """A train step whose run folder has metrics.json, or an export whose file exists: a rerun keeps it.
+        Sweeps are never finished here: sweep.py itself skips the runs it already has."""
+        if self.folder is None or self.kind == "sweep":
+            return False
+        return (self.folder / "metrics.json").is_file() if self.kind == "train" else self.folder.is_file()
+
     @property
     def key(self) -> str:
         """Identity for de-duplication: two results asking for the same sweep folder share one run of it."""

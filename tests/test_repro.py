@@ -74,7 +74,7 @@ def fake_inputs(root: Path) -> None:
     net = instantiate(cfg.model, spec=instantiate(cfg.data).spec)
     snapshots = root / "finetune_id" / "pretrain_mul" / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
-    for step in (500, 1000, 2000, 4000):
+    for step in (0, 1000, 2000, 4000, 8000):
         torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}},
                    snapshots / f"step{step:06d}.ckpt")
 
@@ -123,14 +123,14 @@ def test_every_train_command_composes(label: str, tmp_path: Path) -> None:
         assert "activation_id" in cfg.callbacks and cfg.trainer.max_steps in (8000, 20000)
         assert cfg.optim.optimizer.weight_decay in (0.0, 1.0) and cfg.data.op == "div"
     if "pretrain" in label:
-        assert cfg.callbacks.snapshots.save_top_k == -1 and cfg.data.op == "mul"
+        assert list(cfg.callbacks.snapshots.steps) == [0, 1000, 2000, 4000, 8000] and cfg.data.op == "mul"
 
 
 def test_finetune_chain_runs_from_a_pretraining_snapshot(make_cfg) -> None:
     short = ["trainer.max_steps=2", "trainer.check_val_every_n_epoch=1", "trainer.limit_val_batches=1",
              "trainer.limit_test_batches=1", "test=false"]
     pretrain = make_cfg("+exp=math_equations", "data.op=mul", "data.train_frac=0.5", "callbacks=snapshots",
-                        "callbacks.snapshots.every_n_train_steps=1", *short, run="pretrain")
+                        "callbacks.snapshots.steps=[1,2]", *short, run="pretrain")
     train(pretrain)
     snapshots = sorted((Path(pretrain.paths.output_dir) / "snapshots").glob("*.ckpt"))
     assert [p.name for p in snapshots] == ["step000001.ckpt", "step000002.ckpt"]
@@ -195,6 +195,19 @@ def test_runner_shares_a_step_between_results_and_stops_at_the_deadline(monkeypa
     assert time.monotonic() - start < 20, "the slow step was stopped at the deadline"
     status = {o.label: o.status for outcomes, _, _ in done.values() for o in outcomes}
     assert status == {"a/shared": "done", "a/slow": "timeout", "b/after": "done"}
+
+
+def test_a_finished_train_step_is_kept_by_a_later_call(monkeypatch, tmp_path: Path) -> None:
+    calls = []
+    monkeypatch.setattr(Step, "argv", lambda step: calls.append(step.label) or [sys.executable, "-c", "pass"])
+    finished, fresh = tmp_path / "finished", tmp_path / "fresh"
+    finished.mkdir()
+    (finished / "metrics.json").write_text("{}")
+    from repro.steps import Result
+    stages = ((Step("r/finished", "train", (), folder=finished), Step("r/fresh", "train", (), folder=fresh)),)
+    done = Engine(jobs=2, log_dir=tmp_path / "logs").run([Result("r", "R", stages, "")])
+    assert calls == ["r/fresh"], "a run folder with metrics.json is not trained again (its snapshots stay)"
+    assert [o.status for o in done["r"][0]] == ["kept", "done"]
 
 
 def test_pack_keeps_small_result_files_and_turns_tensorboard_into_csv(tmp_path: Path) -> None:
@@ -296,4 +309,5 @@ def test_run_cli_refuses_bad_input_and_prints_commands(capsys) -> None:
         main(["li_mnist", "--jobs", "0"])
     assert main(["grokking_id", "finetune_id", "--dry-run", "--root", "/x"]) == 0
     out = capsys.readouterr().out
-    assert out.count("python train.py +exp=math_equations_id") == 9 and "pretrained=null" in out
+    assert out.count("python train.py +exp=math_equations_id") == 9
+    assert out.count("python sweep.py +exp=finetune_mod97 pretrained=/x/finetune_id/pretrain_mul/snapshots/") == 5
