@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from repro.steps import Result, Step
 
@@ -117,11 +118,7 @@ class Engine:
 
             def work(i: int, step: Step) -> None:
                 box[i] = self.run_step(step)
-            threads = [threading.Thread(target=work, args=(i, s), daemon=True) for i, s in enumerate(stage)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            in_threads([(work, (i, s)) for i, s in enumerate(stage)])
             outcomes.extend(o for o in box if o is not None)
         return outcomes
 
@@ -133,12 +130,17 @@ class Engine:
             start = time.time()
             outcomes = self.run_result(result)
             done[result.name] = (outcomes, start, time.time() - start)
-        threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in results]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads([(work, (r,)) for r in results])
         return done
+
+
+def in_threads(calls: list[tuple[Callable[..., None], tuple]]) -> None:
+    """Run each (function, arguments) in its own thread and wait for all of them."""
+    threads = [threading.Thread(target=fn, args=args, daemon=True) for fn, args in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def wait_or_stop(proc: subprocess.Popen, timeout: float | None) -> tuple[int, bool]:

@@ -1,6 +1,7 @@
 """docs/results.md: per result, the paper's number, ours (from the run folders), command, data, seeds, device, wall."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -200,9 +201,8 @@ def section_finetune(root: Path) -> list[str]:
         rows.append([num(step), at_step(tags, "train/acc", step), at_step(tags, "val/acc", step),
                      *(acc.get(d, "—") for d in grid), dim_cell(sweep)])
     first, later = dval(sweeps[0][1]), [dval(sw) for _, sw in sweeps[1:]]
-    ceiling = max(grid) if grid else None
-    lower = None if not later or all(d is None for d in later) else \
-        any(d is not None and d < (first if first is not None else 2 * ceiling) for d in later)
+    bound = math.inf if first is None else first  # not reached from step 0: beyond the grid
+    lower = None if all(d is None for d in later) else any(d is not None and d < bound for d in later)
     known = [d for d in [first, *later] if d is not None]
     falls = None if len(known) < 2 else all(b <= a for a, b in zip(known, known[1:]))
     header = ["pretraining step of θ0", "pretrain train acc (a·b)", "pretrain val acc (a·b)",

@@ -28,6 +28,18 @@ def compose_config(overrides: list[str], output_dir: Path, fast: bool = True) ->
     return cfg
 
 
+def model_checkpoint(overrides: list[str], path: Path) -> Path:
+    """Save the composed config's freshly built model as a Lightning-style checkpoint (state_dict keys net.*)."""
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = compose_config(overrides, path.parent / f".{path.stem}_compose", fast=False)
+    net = instantiate(cfg.model, spec=instantiate(cfg.data).spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
+    return path
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """make_cfg(*overrides, run="run") → config of a fast CPU run in tmp_path/run."""

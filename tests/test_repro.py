@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from conftest import compose_config, model_checkpoint
 from idlab.adapt.export import export_run, load_run, plain_state_dict
 from idlab.adapt.init_from import load_base_weights, read_state_dict
 from idlab.run import train
@@ -70,13 +70,9 @@ def fake_inputs(root: Path) -> None:
         for seed in (0, 1, 2):
             (root / "reproject" / first).mkdir(parents=True, exist_ok=True)
             torch.save(net.state_dict(), root / "reproject" / first / f"theta_seed{seed}.pt")
-    cfg = compose_config(["+exp=math_equations"], root / "x", fast=False)
-    net = instantiate(cfg.model, spec=instantiate(cfg.data).spec)
     snapshots = root / "finetune_id" / "pretrain_mul" / "snapshots"
-    snapshots.mkdir(parents=True, exist_ok=True)
     for step in (0, 1000, 2000, 4000, 8000):
-        torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}},
-                   snapshots / f"step{step:06d}.ckpt")
+        model_checkpoint(["+exp=math_equations"], snapshots / f"step{step:06d}.ckpt")
 
 
 def test_plans_are_consistent_across_results() -> None:

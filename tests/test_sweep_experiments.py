@@ -4,11 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 
-from conftest import compose_config
+from conftest import model_checkpoint
 from idlab.sweep.driver import run_sweep
 from idlab.sweep.records import RUNS_DIR
 
@@ -16,20 +14,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SWEEP_EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "exp").glob("*.yaml") if "\nsweep:" in p.read_text())
 
 
-def pretrained_checkpoint(exp: str, folder: Path) -> Path:
-    """A Lightning-style checkpoint of the experiment's own model, for the exps that need `pretrained=PATH`."""
-    cfg = compose_config([f"+exp={exp}", "pretrained=null"], folder / "compose", fast=False)
-    net = instantiate(cfg.model, spec=instantiate(cfg.data).spec)
-    path = folder / "pretrained.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
-    return path
-
-
 @pytest.mark.parametrize("exp", SWEEP_EXPERIMENTS)
 def test_every_shipped_sweep_experiment_plans_and_validates(exp: str, tmp_path: Path) -> None:
     overrides = [f"+exp={exp}", "sweep.seeds=[0]", f"sweep.dir={tmp_path / exp}"]
     if "pretrained: ???" in (CONFIG_DIR / "exp" / f"{exp}.yaml").read_text():
-        overrides.append(f"pretrained={pretrained_checkpoint(exp, tmp_path)}")
+        checkpoint = model_checkpoint([f"+exp={exp}", "pretrained=null"], tmp_path / "pretrained.ckpt")
+        overrides.append(f"pretrained={checkpoint}")
     GlobalHydra.instance().clear()
     # One seed keeps the dry run cheap; the baseline and every value are still composed and keyed.
     summary = run_sweep(CONFIG_DIR, overrides, dry_run=True)

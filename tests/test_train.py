@@ -13,7 +13,6 @@ import torch
 from conftest import REPO
 from idlab.models import IncompatibleDataError
 from idlab.run import train
-from idlab.training.checks import ConfigError
 from idlab.training.nonfinite import NonFiniteLossError
 
 IMAGE_MODELS = {"fc": ["model.width=32"], "lenet": [],

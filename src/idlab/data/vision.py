@@ -39,6 +39,10 @@ class ImageDataModule(TensorDataModule):
 
     def prepare_data(self) -> None:
         """Check `classes` against the dataset's class count before anything is read."""
+        self.check_classes()
+
+    def check_classes(self) -> None:
+        """`classes` must name classes of this dataset."""
         n = self.spec.num_classes
         if self.classes is not None and max(self.classes) >= n:
             raise ValueError(f"data.classes={list(self.classes)} names a class ≥ {n}; {self.spec.name} has "
@@ -50,7 +54,7 @@ class ImageDataModule(TensorDataModule):
 
     def load(self) -> dict[str, Split]:
         """Raw splits restricted to `classes`, with the pixel permutation and label shuffling applied."""
-        self.prepare_data()
+        self.check_classes()
         splits = self.raw_splits()
         if self.classes is not None:
             splits = {k: only_classes(s, self.classes) for k, s in splits.items()}
@@ -151,6 +155,7 @@ class TorchvisionImages(ImageDataModule):
 
     def raw_splits(self) -> dict[str, Split]:
         """Read train/test with torchvision and carve a seeded validation split out of train."""
+        self.prepare_data()
         train_x, train_y = self.tensors(self.dataset(True))
         test_x, test_y = self.tensors(self.dataset(False))
         idx = seeded_split(len(train_x), {"val": self.val_size, "train": -1}, self.split_seed)

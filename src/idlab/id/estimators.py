@@ -11,7 +11,7 @@ import torch
 
 from idlab.id.coding_rate import check_eps, coding_rate, rate_reduction
 from idlab.id.knn import check_points
-from idlab.id.twonn import IDEstimate, check_fit_options, twonn, twonn_bootstrap
+from idlab.id.twonn import IDEstimate, check_fit_options, check_fraction, twonn, twonn_bootstrap
 
 NATIVE = ("twonn", "coding_rate", "rate_reduction")
 
@@ -122,8 +122,7 @@ def check_resampling(n_resamples: int, fraction: float) -> None:
     """Reject resampling options that cannot give a spread."""
     if n_resamples < 0:
         raise ValueError(f"n_resamples={n_resamples} must be >= 0 (0 = a single estimate on all points)")
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction={fraction} must be in (0, 1]; 0.9 is Ansuini's choice")
+    check_fraction(fraction)
 
 
 def make_estimator(spec: str | Mapping[str, Any]) -> Estimator:

@@ -109,6 +109,12 @@ def twonn(x: torch.Tensor, discard_fraction: float = 0.1, method: str = "linear"
     return float(fit_twonn_batched(r[None], discard_fraction, method)[0])
 
 
+def check_fraction(fraction: float) -> None:
+    """Reject a resampling fraction outside (0, 1]."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction={fraction} must be in (0, 1]; 0.9 is Ansuini's choice")
+
+
 def twonn_bootstrap(
     x: torch.Tensor,
     n_resamples: int = 20,
@@ -122,8 +128,7 @@ def twonn_bootstrap(
     check_fit_options(discard_fraction, method)
     if n_resamples < 1:
         raise ValueError(f"n_resamples={n_resamples} must be >= 1; use twonn() for a single estimate")
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction={fraction} must be in (0, 1]; 0.9 is Ansuini's choice")
+    check_fraction(fraction)
     points, search = distinct_search(x, candidates=6, chunk_size=chunk_size)
     n = points.shape[0]
     size = round(fraction * n)
