@@ -49,11 +49,13 @@ def planted_accuracy(cfg: DictConfig) -> float:
 
 def synthetic_task(cfg: DictConfig) -> dict[str, float]:
     """Writes metrics.json like idlab.run.train; seed 1 fails on purpose at d = $SYNTHETIC_FAIL_AT and diverges
-    before any checkpoint (no test/acc, chance 0.1) at d = $SYNTHETIC_DIVERGE_AT."""
+    before any checkpoint (no test/acc, chance 0.1) at d = $SYNTHETIC_DIVERGE_AT or in $SYNTHETIC_DIVERGE_RANGE."""
     if str(cfg.adapt.get("d")) == os.environ.get("SYNTHETIC_FAIL_AT") and cfg.seed == 1:
         raise RuntimeError(f"planted failure at d={cfg.adapt.d}")
     metrics = {"test/acc": planted_accuracy(cfg), "chance/acc": 0.1}
-    if str(cfg.adapt.get("d")) == os.environ.get("SYNTHETIC_DIVERGE_AT") and cfg.seed == 1:
+    low, _, high = os.environ.get("SYNTHETIC_DIVERGE_RANGE", "0:0").partition(":")
+    d = cfg.adapt.get("d")
+    if cfg.seed == 1 and (str(d) == os.environ.get("SYNTHETIC_DIVERGE_AT") or float(low) <= (d or 0) < float(high)):
         metrics = {"diverged": True, "diverged_step": 3.0, "chance/acc": 0.1}
     (Path(HydraConfig.get().runtime.output_dir) / "metrics.json").write_text(json.dumps(metrics))
     return metrics
@@ -248,6 +250,18 @@ def test_bisect_finds_the_planted_threshold_with_fewer_runs_than_a_grid(config_d
     assert d90 / below <= 1.03 + 1e-9
     point_runs = summary["runs"]["planned"] - 2
     assert point_runs <= 2 * (4 + 3 * 5), f"bisect used {point_runs} runs"
+
+
+def test_bisect_counts_diverged_runs_like_the_grid(config_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seed 1 diverges for 800 <= d < 2000 and counts at chance 0.1, so seed-means stay below 0.9 there; dropping
+    # those runs would have let seed 0 alone pass from d = 900 on.
+    monkeypatch.setenv("SYNTHETIC_DIVERGE_RANGE", "800:2000")
+    summary = sweep(config_dir, tmp_path / "bisect", "sweep.search=bisect", "sweep.tolerance=0.03",
+                    "sweep.values=[10,100000]")
+    d90 = summary["d_int90"]["value"]
+    assert 2000 <= d90 <= 2000 * 1.03 + 1
+    assert summary["diverged"] and all(800 <= r["value"] < 2000 and r["seed"] == 1 for r in summary["diverged"])
 
 
 def test_report_reaggregates_a_folder_and_rejects_a_folder_that_is_not_a_sweep(config_dir: Path,

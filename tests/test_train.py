@@ -179,3 +179,19 @@ def test_ddp_every_rank_stops_when_one_rank_sees_a_nonfinite_loss(tmp_path: Path
     assert ranks[0]["diverged_step"] == ranks[1]["diverged_step"] == 5
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["diverged"] is True and math.isfinite(saved["test/acc"]), "tested on the epoch-0 checkpoint"
+
+
+def test_guard_checks_weights_optimiser_state_and_a_loss_and_remembers_the_first_bad_step() -> None:
+    from idlab.training.nonfinite import NonFiniteGuard, all_finite
+
+    guard = NonFiniteGuard()
+    guard.push(0, torch.tensor(1.0))
+    assert guard.finite_so_far() and guard.finite_so_far(), "reading the flag twice changes nothing"
+    weights = [torch.ones(3), torch.tensor(4.0)]  # e.g. a parameter and Adam's scalar `step`
+    assert guard.checkpoint_safe(1, weights, lambda: torch.tensor(0.5))
+    assert not guard.checkpoint_safe(2, weights, lambda: torch.tensor(float("inf"))), "finite weights, inf loss"
+    assert guard.bad_step == 2 and not guard.finite_so_far()
+    assert not bool(all_finite([torch.ones(2), torch.tensor([1.0, float("nan")])]))
+    flagged = NonFiniteGuard()
+    flagged.push(5, torch.tensor(False))  # a device flag kept by a captured step instead of a loss
+    assert not flagged.finite_so_far() and flagged.bad_step == 5

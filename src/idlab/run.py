@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         diverged = err
     checkpoint = trainer.checkpoint_callback
     if diverged is None:
-        metrics = scalar_metrics(trainer.callback_metrics)
+        metrics = {**scalar_metrics(trainer.callback_metrics), "diverged": False}
         if checkpoint is not None and checkpoint.best_model_score is not None:
             metrics[f"best/{cfg.monitor}"] = float(checkpoint.best_model_score)
         if cfg.get("test", True):

@@ -257,7 +257,7 @@ def _dim_block(table: dict[float, list[float]], base: float | list[float], fract
     if not dim.determined:
         status = "undetermined"
         low, high = dim.possible
-        note = (f"undetermined: seeds without a result (failed or not yet run, see `incomplete`) could put it "
+        note = (f"seeds without a result (failed or not yet run, see `incomplete`) could put it "
                 f"anywhere from {_text(low)} to {_text(high)} (missing results filled with {bounds[0]:g} / "
                 f"{bounds[1]:g}); the finished seeds alone give {_text(dim.observed)}. Rerun the sweep to complete")
     elif dim.reached:

@@ -24,9 +24,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 def all_finite(tensors: Iterable[Tensor]) -> Tensor:
-    """One device bool: every floating tensor is free of NaN/inf (no host sync)."""
+    """One bool tensor: every floating tensor is free of NaN/inf (no host sync; tensors may sit on several
+    devices, e.g. Adam's `step` on the CPU next to CUDA weights)."""
     flags = [torch.isfinite(t).all() for t in tensors if torch.is_floating_point(t) and t.numel()]
-    return torch.stack(flags).all() if flags else torch.tensor(True)
+    if not flags:
+        return torch.tensor(True)
+    device = flags[0].device
+    return torch.stack([f.to(device, non_blocking=True) for f in flags]).all()
 
 
 def _world() -> int:
