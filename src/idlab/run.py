@@ -98,7 +98,8 @@ def diverged_metrics(cfg: DictConfig, trainer: pl.Trainer, module: Classifier, d
     paths = [checkpoint.best_model_path, checkpoint.last_model_path] if checkpoint is not None else []
     good = next((p for p in paths if p and Path(p).is_file()), None)
     if good is not None:
-        for stage, prefix in ((trainer.validate, "val/"), (trainer.test, "test/"))[: 2 if cfg.get("test", True) else 1]:
+        stages = [(trainer.validate, "val/")] + ([(trainer.test, "test/")] if cfg.get("test", True) else [])
+        for stage, prefix in stages:
             stage(module, datamodule=data, ckpt_path=good, verbose=False)
             metrics.update({k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(prefix)})
     if trainer.is_global_zero:
