@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
+from pytorch_lightning.callbacks import Callback
 
 from fake_datasets import write_cifar, write_mnist
 
@@ -76,3 +77,39 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class ExplodingGradients(Callback):
+    """A callback (configs: +callbacks.x._target_=conftest.ExplodingGradients) that multiplies every gradient by
+    `factor` from optimiser step `step` on: a run that trains normally, then diverges."""
+
+    def __init__(self, step: int, factor: float = 1e38) -> None:
+        self.step, self.factor = step, factor
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step >= self.step:
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.mul_(self.factor)
+
+
+def checkpoint_losses(cfg: DictConfig) -> dict[str, float]:
+    """Every .ckpt under the run folder → its cross-entropy on the first training batch (NaN/inf: diverged)."""
+    import torch
+    import torch.nn.functional as F
+
+    from idlab.run import build_module, make
+
+    data = make(cfg.data)
+    data.prepare_data()
+    data.setup("fit")
+    x, y = next(iter(data.train_dataloader()))
+    out = {}
+    for path in sorted(Path(cfg.paths.output_dir).rglob("*.ckpt")):
+        module = build_module(cfg, data)
+        module.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+        module.eval()
+        with torch.no_grad():
+            out[str(path)] = float(F.cross_entropy(module(x), y))
+    return out

@@ -43,3 +43,12 @@ def test_env_yaml_installs_this_package_with_pyproject_python() -> None:
     assert any(line.startswith("-e .") for line in pip), "env.yaml must pip-install this package"
     extras = {line.split("[")[1].rstrip("]") for line in pip if "[" in line}
     assert extras <= set(project["optional-dependencies"]), "env.yaml asks for an extra pyproject lacks"
+
+
+@pytest.mark.parametrize("exp", EXPS)
+def test_every_subspace_experiment_draws_its_projection_from_the_run_seed(exp: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"+exp={exp}", "seed=3"], tmp_path)
+    if cfg.adapt._target_.endswith("Subspace"):
+        assert cfg.adapt.seed == 3, f"{exp}: every seed must draw its own P (Li et al.), got adapt.seed={cfg.adapt.seed}"
+    fixed = compose_config([f"+exp={exp}", "seed=3", "adapt=subspace", "adapt.seed=0"], tmp_path)
+    assert fixed.adapt.seed == 0 and fixed.seed == 3, "a fixed P stays possible on purpose"

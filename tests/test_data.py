@@ -105,16 +105,24 @@ def test_modular_equations_are_correct(op: str, fn) -> None:
         assert (x[:, 2] != 0).all() and torch.equal((y * x[:, 2]) % 7, x[:, 0])
 
 
-def test_modular_split_is_disjoint_and_sized() -> None:
-    dm = ModularArithmetic(p=97, op="div", train_frac=0.3)
+def test_modular_train_val_and_test_share_no_equation_and_cover_the_task() -> None:
+    dm = ModularArithmetic(p=97, op="div", train_frac=0.3, val_frac=0.5)
     dm.setup()
-    train, held = dm.splits["train"].x, dm.splits["val"].x
-    assert len(train) == round(0.3 * 97 * 96) and len(train) + len(held) == 97 * 96
-    assert not ({tuple(r) for r in train.tolist()} & {tuple(r) for r in held.tolist()})
+    rows = {name: {tuple(r) for r in split.x.tolist()} for name, split in dm.splits.items()}
+    assert len(rows["train"]) == round(0.3 * 97 * 96)
+    assert len(rows["val"]) == round(0.5 * (97 * 96 - len(rows["train"])))
+    assert len(rows["train"]) + len(rows["val"]) + len(rows["test"]) == 97 * 96
+    assert not rows["val"] & rows["test"], "a number chosen on val must not be reported on the same equations"
+    assert not rows["train"] & (rows["val"] | rows["test"])
+    # The training set is the one earlier versions used (the held-out set was split, not redrawn).
+    again = ModularArithmetic(p=97, op="div", train_frac=0.3, val_frac=0.2)
+    again.setup()
+    assert {tuple(r) for r in again.splits["train"].x.tolist()} == rows["train"]
 
 
 @pytest.mark.parametrize("kwargs,match", [({"p": 96}, "prime"), ({"op": "pow"}, "operation"),
-                                          ({"train_frac": 1.0}, "train_frac")])
+                                          ({"train_frac": 1.0}, "train_frac"), ({"val_frac": 0.0}, "val_frac"),
+                                          ({"p": 3, "train_frac": 0.9}, "empty split")])
 def test_modular_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ModularArithmetic(**kwargs)

@@ -95,6 +95,19 @@ def test_llid_is_the_last_layer_and_pid_the_peak(tmp_path: Path) -> None:
     assert rows[0] == "step,split,layer,estimator,value,std" and len(rows) == 3
 
 
+def test_the_models_llid_layer_is_always_tracked_and_gives_llid(tmp_path: Path) -> None:
+    from idlab.data.spec import DataSpec
+    from idlab.models import FC
+
+    trainer, pl_module = fake_trainer(tmp_path), nn.Module()
+    pl_module.net = FC(DataSpec("image", (6,), 3), width=8, depth=3)
+    callback = ActivationID(layers=["blocks.0"], num_samples=200)
+    callback.setup(trainer, pl_module, "fit")
+    assert callback.layers == ["blocks.0", "blocks.2"], "the head's input (blocks.2) is added to what was asked"
+    callback.measure(trainer, pl_module)
+    assert trainer.callback_metrics["id/val/llid"] == trainer.callback_metrics["id/val/blocks.2"]
+
+
 def test_other_ranks_and_the_sanity_check_do_not_run_the_probe(tmp_path: Path) -> None:
     pl_module = module()
     calls = []

@@ -70,14 +70,16 @@ def test_measuring_does_not_change_training(make_cfg) -> None:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-def test_grokking_experiment_tracks_attention_and_mlp_on_train_and_val(make_cfg) -> None:
+def test_grokking_experiment_tracks_attention_mlp_and_the_head_input_on_train_and_val(make_cfg) -> None:
     cfg = make_cfg("+exp=math_equations_id", "data.p=23", "trainer.max_epochs=-1", "trainer.max_steps=3",
                    "callbacks.activation_id.every_n_steps=2", "callbacks.activation_id.figure=false")
     train(cfg)
     scalars, _ = tensorboard_events(Path(cfg.paths.output_dir))
     for split in ("train", "val"):
-        for layer in ("blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp", "llid", "pid"):
+        for layer in ("blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp", "ln_f", "llid", "pid"):
             assert sorted(scalars[f"id/{split}/{layer}"]) == [0, 2, 3]
+        # LLID is the ID of the head's input (final norm of the residual stream), not of the last MLP branch.
+        assert scalars[f"id/{split}/llid"] == scalars[f"id/{split}/ln_f"]
 
 
 def test_layer_names_are_the_architectures_under_lora(make_cfg) -> None:

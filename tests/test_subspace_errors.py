@@ -91,6 +91,19 @@ def test_init_from_other_architecture_names_tensors(tmp_path: Path):
         Subspace(d=10, init_from=str(path)).apply(fc())
 
 
+@pytest.mark.parametrize("adaptation", ["full", "subspace"])
+def test_reinit_naming_no_module_is_rejected_with_the_module_names(adaptation: str, tmp_path: Path):
+    from idlab.adapt import Full
+
+    path = tmp_path / "trained.pt"
+    torch.save(fc().state_dict(), path)
+    build = (lambda **kw: Full(**kw)) if adaptation == "full" else (lambda **kw: Subspace(d=10, **kw))
+    with pytest.raises(InitFromError, match=r"adapt\.reinit names \['classifier'\].*modules are: blocks, blocks\.0.*head"):
+        build(init_from=str(path), reinit=["classifier"]).apply(fc())
+    with pytest.raises(InitFromError, match=r"adapt\.reinit=\['head'\] needs adapt\.init_from"):
+        build(reinit=["head"])
+
+
 def test_init_from_loads_theta0_and_reinit_keeps_fresh_head(tmp_path: Path):
     trained = fc()
     path = tmp_path / "trained.pt"

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from idlab.sweep.analysis import first_reaching, intrinsic_dimension, point_stats
+from idlab.sweep.analysis import coarse_note, first_reaching, intrinsic_dimension, point_stats
 from idlab.sweep.bisect import bracket, log_points, next_candidates
 
 
@@ -110,3 +110,35 @@ def test_log_points_are_log_spaced_and_integer_when_asked() -> None:
     ratios = [b / a for a, b in zip([100, *inner], [*inner, 1000])]
     assert all(math.isclose(r, ratios[0]) for r in ratios)
     assert log_points(10, 11, 3, integer=True, interior=True) == []
+
+
+def test_bootstrap_resamples_seeds_jointly_across_values() -> None:
+    # Seed 1 is the better draw (θ0, P, data order) at every d. Paired resamples {0,0}, {0,1}, {1,1} give d_int
+    # 400, 200, 100 with probabilities 1/4, 1/2, 1/4 (mean 225); resampling each value independently would mix
+    # seeds across d and give 100, 200, 400 with 1/4, 9/16, 3/16 (mean 212.5).
+    table = {100: [0.80, 0.92], 200: [0.85, 0.97], 400: [0.95, 0.99]}
+    dim = intrinsic_dimension(table, baseline=1.0, fraction=0.9, n_boot=20000, rng_seed=1)
+    assert dim.boot_mean == pytest.approx(225, abs=4)
+    assert (dim.n_seeds, dim.distinct_resamples, dim.max_distinct_resamples) == (2, 3, 3)
+    # A measured baseline is resampled with the same seed indices: seed 1's high baseline goes with its high points.
+    paired = intrinsic_dimension({100: [0.45, 0.9]}, baseline=[0.5, 1.0], fraction=0.9, n_boot=2000)
+    assert paired.reached_fraction == 1.0, "each seed reaches 90 % of its own baseline; every resample does"
+
+
+def test_a_missing_seed_that_could_change_the_answer_leaves_it_undetermined() -> None:
+    nan = float("nan")
+    dim = intrinsic_dimension({100: [0.95, nan], 1000: [0.99, 0.99]}, 1.0, 0.9, bounds=(0.0, 1.0))
+    assert not dim.determined and dim.value is None and not dim.reached
+    assert dim.possible == (100, 1000) and dim.observed == 100
+    # Here no value of the missing seed can matter: even a perfect result leaves the mean at 100 below 0.9.
+    settled = intrinsic_dimension({100: [0.2, nan], 1000: [0.99, 0.99]}, 1.0, 0.9, bounds=(0.0, 1.0))
+    assert settled.determined and settled.value == 1000
+    # A missing baseline seed moves the target too.
+    moved = intrinsic_dimension({100: [0.85, 0.85], 1000: [0.99, 0.99]}, [0.9, nan], 0.9, bounds=(0.0, 1.0))
+    assert not moved.determined and moved.possible == (100, 1000)
+
+
+def test_few_seeds_are_said_to_make_the_interval_coarse() -> None:
+    assert "at most 10 distinct resamples" in coarse_note(3, 10)
+    assert "single point" in coarse_note(1, 1)
+    assert coarse_note(5, 126) is None

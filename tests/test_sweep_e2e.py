@@ -2,6 +2,7 @@
 submitit_local launchers."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+from idlab.sweep.cli import describe
 from idlab.sweep.driver import run_sweep
 from idlab.sweep.records import RUNS_DIR
 from idlab.sweep.spec import SweepConfigError
@@ -38,12 +40,16 @@ def records(out: Path) -> list[dict]:
 def test_basic_launcher_trains_every_run_and_a_rerun_in_a_new_process_state_launches_nothing(tmp_path: Path) -> None:
     out = tmp_path / "basic"
     summary = sweep(out, "sweep.seeds=[0,1]")
-    assert summary["runs"] == {"done": 6, "failed": 0, "pending": 0, "planned": 6}, summary["failed"]
+    assert summary["runs"] == {"done": 6, "failed": 0, "pending": 0, "planned": 6, "diverged": 0}, \
+        summary["failed"]
     assert summary["baseline"]["kind"] == "full" and summary["baseline"]["n"] == 2
     for point in summary["points"]:
         assert point["n"] == 2 and 0.0 <= point["mean"] <= 1.0
     metrics = json.loads(next((out / RUNS_DIR).glob("*/metrics.json")).read_text())
     assert "test/acc" in metrics and "params/trainable" in metrics
+    # Read from the runs' resolved configs: the seed drew the init and the batch order, not the split.
+    assert set(summary["randomness"]["varied"]) == {"seed", "data.seed"}
+    assert summary["randomness"]["fixed"]["data.split_seed"] == 0
     # Each run's config key, computed inside the job, matches the planner's: nothing is rerun.
     GlobalHydra.instance().clear()
     again = sweep(out, "sweep.seeds=[0,1]")
@@ -57,7 +63,8 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None
     out = tmp_path / "joblib"
     summary = sweep(out, "sweep.seeds=[0]", "sweep.baseline=0.5", "sweep.values=[4,8,16,32]",
                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    assert summary["runs"] == {"done": 4, "failed": 0, "pending": 0, "planned": 4}, summary["failed"]
+    assert summary["runs"] == {"done": 4, "failed": 0, "pending": 0, "planned": 4, "diverged": 0}, \
+        summary["failed"]
     assert summary["baseline"] == {**summary["baseline"], "kind": "given", "value": 0.5}
     pids = {r["pid"] for r in records(out)}
     assert os.getpid() not in pids and len(pids) <= 2, "runs execute in the (at most two) loky worker processes"
@@ -107,3 +114,18 @@ def test_slurm_launcher_config_carries_partition_gpus_and_time(tmp_path: Path) -
 
     check_single_process_jobs(cfg)  # DDP with SLURM starting one task per GPU is the supported way
 
+
+
+def test_a_sweep_where_every_run_diverges_still_reports_every_planned_seed_at_every_value(tmp_path: Path) -> None:
+    out = tmp_path / "diverged"
+    summary = sweep(out, "sweep.seeds=[0,1]", "optim=sgd", "optim.optimizer.lr=1e30")
+    assert summary["runs"] == {"done": 6, "failed": 0, "pending": 0, "planned": 6, "diverged": 6}, summary["failed"]
+    for point in summary["points"]:
+        assert point["n"] == 2 and point["diverged"] == [0, 1] and point["complete"]
+        assert set(point["seeds"]) == {"0", "1"}
+    assert {p["value"] for p in summary["points"]} == {4, 16}
+    assert summary["baseline"]["n"] == 2 and summary["baseline"]["diverged"] == [0, 1]
+    assert all(d["counted_as"] in ("chance", "last good state") for d in summary["diverged"])
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 6 and all(r["status"] == "done" and r["diverged"] == "1" and r["metric"] for r in rows)
+    assert describe(summary).count("DIVERGED") == 6

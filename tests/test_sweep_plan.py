@@ -90,6 +90,15 @@ def test_run_key_ignores_paths_hydra_and_sweep_but_not_training_settings() -> No
     assert run_key(OmegaConf.create(aliased)) == run_key(OmegaConf.create(plain))
 
 
+def test_run_key_changes_with_the_results_version_so_old_runs_are_never_reused(monkeypatch) -> None:
+    import idlab.sweep.identity as identity
+
+    cfg = OmegaConf.create({"seed": 0, "adapt": {"d": 100}})
+    before = run_key(cfg)
+    monkeypatch.setattr(identity, "RESULTS_VERSION", identity.RESULTS_VERSION + 1)
+    assert run_key(cfg) != before
+
+
 def _master(trainer: dict, launcher: dict) -> OmegaConf:
     return OmegaConf.create({"trainer": trainer, "hydra": {"launcher": launcher}})
 

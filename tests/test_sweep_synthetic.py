@@ -1,6 +1,7 @@
 """The sweep driver end to end on a cheap synthetic task with a planted threshold (basic launcher, no training)."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from idlab.sweep.cli import main
+from idlab.sweep.cli import describe, main
 from idlab.sweep.driver import run_sweep
 from idlab.sweep.records import RUNS_DIR, SweepLock
 from idlab.sweep.report import report
@@ -47,10 +48,15 @@ def planted_accuracy(cfg: DictConfig) -> float:
 
 
 def synthetic_task(cfg: DictConfig) -> dict[str, float]:
-    """Writes metrics.json like idlab.run.train; seed 1 fails on purpose at d = $SYNTHETIC_FAIL_AT."""
+    """Writes metrics.json like idlab.run.train; seed 1 fails on purpose at d = $SYNTHETIC_FAIL_AT and diverges
+    before any checkpoint (no test/acc, chance 0.1) at d = $SYNTHETIC_DIVERGE_AT or in $SYNTHETIC_DIVERGE_RANGE."""
     if str(cfg.adapt.get("d")) == os.environ.get("SYNTHETIC_FAIL_AT") and cfg.seed == 1:
         raise RuntimeError(f"planted failure at d={cfg.adapt.d}")
-    metrics = {"test/acc": planted_accuracy(cfg)}
+    metrics = {"test/acc": planted_accuracy(cfg), "chance/acc": 0.1}
+    low, _, high = os.environ.get("SYNTHETIC_DIVERGE_RANGE", "0:0").partition(":")
+    d = cfg.adapt.get("d")
+    if cfg.seed == 1 and (str(d) == os.environ.get("SYNTHETIC_DIVERGE_AT") or float(low) <= (d or 0) < float(high)):
+        metrics = {"diverged": True, "diverged_step": 3.0, "chance/acc": 0.1}
     (Path(HydraConfig.get().runtime.output_dir) / "metrics.json").write_text(json.dumps(metrics))
     return metrics
 
@@ -79,7 +85,7 @@ def run_folders(sweep_dir: Path) -> set[str]:
 def test_grid_sweep_reports_d_int90_and_writes_every_output(config_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     summary = sweep(config_dir, out)
-    assert summary["runs"] == {"done": 8, "failed": 0, "pending": 0, "planned": 8}
+    assert summary["runs"] == {"done": 8, "failed": 0, "pending": 0, "planned": 8, "diverged": 0}
     assert summary["baseline"] == {**summary["baseline"], "kind": "full", "value": 1.0, "n": 2}
     assert summary["d_int90"]["value"] == 1000 and summary["d_int90"]["ci95"] == [1000, 1000]
     assert summary["d_int100"]["value"] is None and "never reached" in summary["d_int100"]["note"]
@@ -89,7 +95,9 @@ def test_grid_sweep_reports_d_int90_and_writes_every_output(config_dir: Path, tm
         assert (out / name).stat().st_size > 0, name
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     rows = (out / "results.csv").read_text().splitlines()
-    assert len(rows) == 9 and rows[0].startswith("role,value,seed,status,metric")
+    assert len(rows) == 9 and rows[0].startswith("role,value,seed,status,metric,diverged")
+    assert summary["d_int90"]["seeds"] == 2 and summary["d_int90"]["distinct_resamples"] == 3
+    assert "at most 3 distinct resamples" in summary["d_int90"]["ci_note"], "2 seeds: the CI is said to be coarse"
 
 
 def test_rerun_skips_finished_runs_and_reruns_a_deleted_result_in_a_new_folder(config_dir: Path,
@@ -108,7 +116,7 @@ def test_rerun_skips_finished_runs_and_reruns_a_deleted_result_in_a_new_folder(c
     assert summary["runs"]["done"] == 8 and summary["d_int90"]["value"] == 1000
 
 
-def test_a_failed_run_is_reported_without_sinking_the_sweep_and_rerun_next_time(
+def test_a_failed_run_is_never_averaged_and_leaves_d_int90_undetermined_until_rerun(
         config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "sweep"
     monkeypatch.setenv("SYNTHETIC_FAIL_AT", "1000")
@@ -116,15 +124,71 @@ def test_a_failed_run_is_reported_without_sinking_the_sweep_and_rerun_next_time(
     assert summary["runs"]["failed"] == 1 and summary["runs"]["done"] == 7
     failed = summary["failed"][0]
     assert (failed["value"], failed["seed"]) == (1000, 1) and "planted failure" in failed["error"]
-    assert summary["d_int90"]["value"] == 1000, "the remaining seed still gives the answer"
-    assert summary["points"][1]["n"] == 1
+    point = summary["points"][1]
+    assert point["n"] == 1 and point["missing"] == [1] and not point["complete"]
+    assert summary["incomplete"] == [{"value": 1000, "missing": [1], "failed": [1]}]
+    # Seed 0 alone reaches 0.9 at d=1000, but the missing seed could pull the mean to 0.5 (worst case): d_int90
+    # is 1000 or 10000 depending on a run that crashed for reasons that say nothing about the subspace.
+    dim = summary["d_int90"]
+    assert dim["status"] == "undetermined" and dim["value"] is None and dim["possible"] == [1000, 10000]
+    assert dim["from_finished_seeds"] == 1000
+    assert "UNDETERMINED" in describe(summary)
     assert main(["--report", str(out)], config_dir) == 1, "exit status 1 while runs are failed"
     before = run_folders(out)
     monkeypatch.delenv("SYNTHETIC_FAIL_AT")
     fixed = sweep(config_dir, out)
-    assert fixed["runs"] == {"done": 8, "failed": 0, "pending": 0, "planned": 8}
+    assert fixed["runs"] == {"done": 8, "failed": 0, "pending": 0, "planned": 8, "diverged": 0}
     assert len(run_folders(out) - before) == 1, "only the failed run is launched again"
-    assert fixed["points"][1]["n"] == 2
+    assert fixed["points"][1]["n"] == 2 and fixed["d_int90"]["status"] == "reached"
+    assert fixed["d_int90"]["value"] == 1000
+
+
+def test_a_diverged_run_is_counted_at_chance_flagged_everywhere_and_not_rerun(
+        config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "sweep"
+    monkeypatch.setenv("SYNTHETIC_DIVERGE_AT", "1000")
+    summary = sweep(config_dir, out)
+    assert summary["runs"] == {"done": 8, "failed": 0, "pending": 0, "planned": 8, "diverged": 1}
+    point = summary["points"][1]
+    assert point["n"] == 2 and point["diverged"] == [1] and point["seeds"]["1"] == 0.1
+    assert point["mean"] == pytest.approx((1.0 + 0.1) / 2), "counted, not dropped"
+    # Dropping the diverged seed would have reported 1000; counting it moves d_int90 up to 10000.
+    assert summary["d_int90"]["value"] == 10000 and summary["d_int90"]["status"] == "reached"
+    assert summary["diverged"][0] == {**summary["diverged"][0], "value": 1000, "seed": 1, "step": 3.0,
+                                      "counted": 0.1, "counted_as": "chance"}
+    rows = {(r["value"], r["seed"]): r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows[("1000", "1")]["diverged"] == "1" and rows[("1000", "1")]["counted_as"] == "chance"
+    assert rows[("1000", "0")]["diverged"] == "0"
+    assert "DIVERGED value=1000 seed=1" in describe(summary)
+    before = run_folders(out)
+    assert sweep(config_dir, out)["runs"]["diverged"] == 1 and run_folders(out) == before, "a result: not rerun"
+
+
+def test_summary_records_which_randomness_the_seeds_varied_from_the_run_configs(config_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    (config_dir / "adapt" / "subspace.yaml").write_text("kind: subspace\nd: 10\nseed: ${seed}\n")
+    (config_dir / "task.yaml").write_text(TASK_YAML.replace("seed: 0\n", "seed: 0\ndata: {seed: '${seed}', "
+                                                                            "split_seed: 0}\n"))
+    varied = sweep(config_dir, tmp_path / "varied")["randomness"]
+    assert set(varied["varied"]) == {"seed", "adapt.seed", "data.seed"} and varied["fixed"] == {"data.split_seed": 0}
+    assert "projection P" in varied["varied"]["adapt.seed"]
+    fixed = sweep(config_dir, tmp_path / "fixed", "++adapt.seed=0", "sweep.baseline_overrides=['~adapt.seed']")[
+        "randomness"]
+    assert set(fixed["varied"]) == {"seed", "data.seed"} and fixed["fixed"]["adapt.seed"] == 0
+
+
+def test_summary_lists_code_versions_and_warns_when_runs_come_from_different_ones(config_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    first = sweep(config_dir, out)
+    assert len(first["code_versions"]) == 1 and not any("code versions" in w for w in first["warnings"])
+    metrics = next((out / RUNS_DIR).glob("*/metrics.json"))
+    data = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps({**data, "code": {"results_version": 2, "commit": "0123456789abc",
+                                                    "dirty": False, "source_hash": "feed"}}))
+    summary = report(out)
+    assert len(summary["code_versions"]) == 2
+    assert any("2 code versions" in w for w in summary["warnings"])
 
 
 def test_a_killed_driver_leaves_a_running_record_that_is_rerun(config_dir: Path, tmp_path: Path) -> None:
@@ -186,6 +250,18 @@ def test_bisect_finds_the_planted_threshold_with_fewer_runs_than_a_grid(config_d
     assert d90 / below <= 1.03 + 1e-9
     point_runs = summary["runs"]["planned"] - 2
     assert point_runs <= 2 * (4 + 3 * 5), f"bisect used {point_runs} runs"
+
+
+def test_bisect_counts_diverged_runs_like_the_grid(config_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seed 1 diverges for 800 <= d < 2000 and counts at chance 0.1, so seed-means stay below 0.9 there; dropping
+    # those runs would have let seed 0 alone pass from d = 900 on.
+    monkeypatch.setenv("SYNTHETIC_DIVERGE_RANGE", "800:2000")
+    summary = sweep(config_dir, tmp_path / "bisect", "sweep.search=bisect", "sweep.tolerance=0.03",
+                    "sweep.values=[10,100000]")
+    d90 = summary["d_int90"]["value"]
+    assert 2000 <= d90 <= 2000 * 1.03 + 1
+    assert summary["diverged"] and all(800 <= r["value"] < 2000 and r["seed"] == 1 for r in summary["diverged"])
 
 
 def test_report_reaggregates_a_folder_and_rejects_a_folder_that_is_not_a_sweep(config_dir: Path,

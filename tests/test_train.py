@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+import idlab
+
+from conftest import REPO, checkpoint_losses
 from idlab.models import IncompatibleDataError
 from idlab.run import train
-from idlab.training.nonfinite import NonFiniteLossError
 
 IMAGE_MODELS = {"fc": ["model.width=32"], "lenet": [],
                 "resnet": ["model.variant=resnet20", "model.width=4"]}
@@ -60,6 +62,9 @@ def test_default_command_runs_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    code = metrics["code"]  # what code made the run: RESULTS_VERSION, sources hash, git commit + dirty flag
+    assert code["results_version"] == idlab.RESULTS_VERSION and len(code["source_hash"]) == 16
+    assert code["commit"] is None or len(code["commit"]) == 40
 
 
 def test_same_seed_same_metrics(make_cfg) -> None:
@@ -95,14 +100,32 @@ def test_bad_input_fails_before_training(override: str, match: str, make_cfg) ->
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
 
 
-def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(make_cfg) -> None:
-    cfg = make_cfg("optim=sgd", "optim.optimizer.lr=1e12", "trainer.max_epochs=3", "trainer.limit_train_batches=20")
-    with pytest.raises(NonFiniteLossError, match="NaN/inf at step"):
-        train(cfg)
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if last.exists():
-        state = torch.load(last, weights_only=True)["state_dict"]
-        assert all(torch.isfinite(t).all() for t in state.values())
+def test_weights_that_overflow_are_never_checkpointed_and_the_run_is_a_diverged_result(make_cfg) -> None:
+    # Issue #11's reproduction: step 0's loss is finite, its update leaves weights of ~1e38 whose loss is inf.
+    # The old guard read only step 0's loss and wrote (and named "last good") a checkpoint of those weights.
+    cfg = make_cfg("optim=sgd", "optim.optimizer.lr=3.4e38", "data.batch_size=1", "++trainer.limit_train_batches=1",
+                   "trainer.max_epochs=3")
+    metrics = train(cfg)
+    assert metrics["diverged"] is True and metrics["diverged_step"] == 1
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert saved["diverged"] is True and saved["chance/acc"] == 0.1
+    assert not any(k.startswith(("val/", "test/")) for k in saved), "no good checkpoint: nothing to evaluate"
+    losses = checkpoint_losses(cfg)
+    assert not [p for p, loss in losses.items() if not math.isfinite(loss)], losses
+
+
+def test_a_run_that_diverges_after_good_epochs_reports_its_last_good_checkpoint(make_cfg) -> None:
+    cfg = make_cfg("optim=sgd", "optim.optimizer.lr=0.05", "trainer.max_epochs=4",
+                   "+callbacks.explode._target_=conftest.ExplodingGradients", "+callbacks.explode.step=9")
+    metrics = train(cfg)  # 4 batches per epoch: epochs 0 and 1 train normally, step 9 explodes
+    assert metrics["diverged"] is True and 9 <= metrics["diverged_step"] <= 10
+    losses = checkpoint_losses(cfg)
+    assert losses and all(math.isfinite(v) for v in losses.values()), losses
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    assert str(best) in losses and torch.load(best, weights_only=True)["global_step"] <= 8
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and math.isfinite(metrics["val/loss"])
+    assert math.isfinite(metrics["train/loss"]), "train/* come from the last good epoch"
+    assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
 
 
 def test_runs_without_logger_still_write_metrics(make_cfg) -> None:
@@ -110,3 +133,65 @@ def test_runs_without_logger_still_write_metrics(make_cfg) -> None:
     metrics = train(cfg)
     assert (Path(cfg.paths.output_dir) / "metrics.json").exists() and "test/acc" in metrics
     assert not (Path(cfg.paths.output_dir) / "tensorboard").exists()
+
+
+DDP_SCRIPT = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import torch
+from conftest import FAST, compose_config
+from idlab.run import train
+from idlab.training.module import Classifier
+
+step = Classifier._step
+
+def poisoned(self, batch, split):  # rank 1 alone sees a NaN loss at optimiser step 5
+    loss = step(self, batch, split)
+    if split == "train" and self.global_rank == 1 and self.global_step == 5:
+        loss = loss * float("nan")
+    return loss
+
+Classifier._step = poisoned
+overrides = [o for o in FAST if not o.startswith(("trainer=", "trainer.max_epochs"))]
+cfg = compose_config(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=3",
+                      *overrides, "model.width=16", "logger=none", "~callbacks.lr_monitor"], Path(sys.argv[1]),
+                     fast=False)
+metrics = train(cfg)
+Path(sys.argv[1], f"rank{{torch.distributed.get_rank()}}.json").write_text(json.dumps(metrics))
+"""
+
+
+def test_ddp_every_rank_stops_when_one_rank_sees_a_nonfinite_loss(tmp_path: Path) -> None:
+    # Without agreement rank 1 stops at step 6 while rank 0 waits for it in step 6's gradient all-reduce forever.
+    script = tmp_path / "ddp_nan.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src"),
+           "MASTER_PORT": str(29600 + os.getpid() % 1000)}
+    try:
+        done = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a rank was left waiting: the DDP run did not end within 240 s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["diverged"] is True and ranks[1]["diverged"] is True
+    assert ranks[0]["diverged_step"] == ranks[1]["diverged_step"] == 5
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["diverged"] is True and math.isfinite(saved["test/acc"]), "tested on the epoch-0 checkpoint"
+
+
+def test_guard_checks_weights_optimiser_state_and_a_loss_and_remembers_the_first_bad_step() -> None:
+    from idlab.training.nonfinite import NonFiniteGuard, all_finite
+
+    guard = NonFiniteGuard()
+    guard.push(0, torch.tensor(1.0))
+    assert guard.finite_so_far() and guard.finite_so_far(), "reading the flag twice changes nothing"
+    weights = [torch.ones(3), torch.tensor(4.0)]  # e.g. a parameter and Adam's scalar `step`
+    assert guard.checkpoint_safe(1, weights, lambda: torch.tensor(0.5))
+    assert not guard.checkpoint_safe(2, weights, lambda: torch.tensor(float("inf"))), "finite weights, inf loss"
+    assert guard.bad_step == 2 and not guard.finite_so_far()
+    assert not bool(all_finite([torch.ones(2), torch.tensor([1.0, float("nan")])]))
+    flagged = NonFiniteGuard()
+    flagged.push(5, torch.tensor(False))  # a device flag kept by a captured step instead of a loss
+    assert not flagged.finite_so_far() and flagged.bad_step == 5

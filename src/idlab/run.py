@@ -1,6 +1,7 @@
 """One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,7 +13,10 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from idlab.training.checkpoint_io import AtomicCheckpointIO
 from idlab.training.checks import check_config, resolve_ckpt_path
 from idlab.training.module import Classifier
-from idlab.training.results import scalar_metrics, write_json_atomic
+from idlab.training.nonfinite import NonFiniteLossError
+from idlab.training.results import code_version, scalar_metrics, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 
 def make(node: DictConfig, **kwargs):
@@ -46,7 +50,11 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit and test one configuration; returns (and writes to metrics.json) its final metrics."""
+    """Fit and test one configuration; returns (and writes to metrics.json) its final metrics.
+
+    A run whose loss or weights go NaN/inf is a result, not a crash: it stops before writing another checkpoint and
+    reports the val/test metrics of its last good checkpoint (none: no val/test keys), with `diverged: true`.
+    """
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), str(output_dir))
@@ -57,17 +65,45 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = build_module(cfg, data)
     trainer = build_trainer(cfg)
 
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    metrics = scalar_metrics(trainer.callback_metrics)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        diverged = None
+    except NonFiniteLossError as err:
+        diverged = err
     checkpoint = trainer.checkpoint_callback
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        metrics[f"best/{cfg.monitor}"] = float(checkpoint.best_model_score)
-    if cfg.get("test", True):
-        best = "best" if checkpoint is not None and checkpoint.best_model_path else None
-        trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)
-        metrics.update(scalar_metrics(trainer.callback_metrics))
+    if diverged is None:
+        metrics = {**scalar_metrics(trainer.callback_metrics), "diverged": False}
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            metrics[f"best/{cfg.monitor}"] = float(checkpoint.best_model_score)
+        if cfg.get("test", True):
+            best = "best" if checkpoint is not None and checkpoint.best_model_path else None
+            trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)
+            metrics.update(scalar_metrics(trainer.callback_metrics))
+    else:
+        metrics = diverged_metrics(cfg, trainer, module, data, diverged)
     metrics.update(getattr(module, "param_counts", {}))
-    metrics.update({"epoch": float(trainer.current_epoch), "global_step": float(trainer.global_step)})
+    metrics.update({"epoch": float(trainer.current_epoch), "global_step": float(trainer.global_step),
+                    "chance/acc": 1.0 / data.spec.num_classes})
     if trainer.is_global_zero:
-        write_json_atomic(output_dir / "metrics.json", metrics)
+        write_json_atomic(output_dir / "metrics.json", {**metrics, "code": code_version()})
+    return metrics
+
+
+def diverged_metrics(cfg: DictConfig, trainer: pl.Trainer, module: Classifier, data: pl.LightningDataModule,
+                     err: NonFiniteLossError) -> dict[str, float]:
+    """The last good state of a diverged run: train/* of its last good epoch, val/* and test/* re-evaluated on its
+    best checkpoint (every checkpoint on disk passed the guard), or none of them when no checkpoint was written."""
+    metrics: dict[str, float] = {**module.last_good_train, "diverged": True, "diverged_step": float(err.step)}
+    checkpoint = trainer.checkpoint_callback
+    paths = [checkpoint.best_model_path, checkpoint.last_model_path] if checkpoint is not None else []
+    good = next((p for p in paths if p and Path(p).is_file()), None)
+    if good is not None:
+        stages = [(trainer.validate, "val/")] + ([(trainer.test, "test/")] if cfg.get("test", True) else [])
+        for stage, prefix in stages:
+            stage(module, datamodule=data, ckpt_path=good, verbose=False)
+            metrics.update({k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(prefix)})
+    if trainer.is_global_zero:
+        log.warning("%s The run is recorded as diverged: %s.", err,
+                    f"val/test metrics of {good}" if good else "no checkpoint was written, so no val/test metrics "
+                    "(a sweep counts it at chance, chance/acc)")
     return metrics

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from idlab.adapt.init_from import InitFromError, load_base_weights
+
 
 class Adaptation:
     """Base class: `apply(model)` returns the module to train; its `requires_grad` parameters train."""
@@ -21,12 +23,13 @@ class Full(Adaptation):
 
     def __init__(self, init_from: str | None = None, reinit: tuple[str, ...] | list[str] = ()) -> None:
         self.init_from, self.reinit = init_from, tuple(reinit)
+        if self.reinit and not init_from:
+            raise InitFromError(f"adapt.reinit={list(self.reinit)} needs adapt.init_from (the checkpoint to start "
+                                "from); without it every module keeps its fresh init anyway")
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Load θ0 if asked, and make every parameter trainable."""
         if self.init_from:
-            from idlab.adapt.init_from import load_base_weights
-
             load_base_weights(model, self.init_from, self.reinit)
         for p in model.parameters():
             p.requires_grad_(True)

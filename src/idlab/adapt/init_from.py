@@ -29,8 +29,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_reinit(model: nn.Module, reinit: tuple[str, ...] | list[str]) -> None:
+    """Every `adapt.reinit` entry must name a module of the model (else it would silently re-initialise nothing)."""
+    names = [n for n, _ in model.named_modules() if n]
+    unknown = [r for r in reinit if r not in names]
+    if unknown:
+        raise InitFromError(f"adapt.reinit names {unknown} that {type(model).__name__} does not have; its modules "
+                            f"are: {', '.join(names)}")
+
+
 def load_base_weights(model: nn.Module, path: str | Path, reinit: tuple[str, ...] = ()) -> None:
     """Copy a checkpoint's tensors into `model`; modules named in `reinit` keep their fresh init."""
+    check_reinit(model, reinit)
     state = read_state_dict(path)
     own = model.state_dict()
     skip = lambda key: any(key == r or key.startswith(r + ".") for r in reinit)  # noqa: E731

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from idlab.adapt.base import base_model
-from idlab.id.activations import REDUCTIONS, collect_activations, match_layers
+from idlab.id.activations import REDUCTIONS, collect_activations, match_layers, module_names
 from idlab.id.estimators import Estimator, make_estimator
 from idlab.id.report import Measurement, append_csv, metrics_dict, profile_figure
 
@@ -57,6 +57,7 @@ class ActivationID(pl.Callback):
         self.reports = 0
         self.unplotted: tuple[int, list[Measurement]] | None = None
         self.layers: list[str] = []
+        self.llid_layer: str | None = None
         self.probes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.last_step = -1
 
@@ -66,15 +67,19 @@ class ActivationID(pl.Callback):
             return
         model = base_model(forward_module(pl_module))
         patterns = self.patterns if self.patterns is not None else getattr(model, "id_layers", ())
-        self.layers = match_layers(model, patterns)
+        chosen = set(match_layers(model, patterns))
+        # LLID is the ID of the representation the classifier reads: the model's llid_layer, always tracked.
+        self.llid_layer = getattr(model, "llid_layer", None)
+        self.layers = [n for n in module_names(model) if n in chosen or n == self.llid_layer]
         self.probes = {split: draw_probe(trainer, split, self.num_samples, self.seed) for split in self.splits}
         x = next(iter(self.probes.values()))[0][:2]
         with evaluation(pl_module):
             features = collect_activations(forward_module(pl_module), model, self.layers, x, 2, device_of(pl_module),
                                            self.sequence_reduction, torch.device("cpu"))
         self.layers = list(features)
+        self.llid_layer = self.llid_layer or self.layers[-1]
         sizes = {name: f.shape[1] for name, f in features.items()}
-        log.info("ActivationID tracks %s (features per point); probe sizes %s", sizes,
+        log.info("ActivationID tracks %s (features per point; LLID = %s); probe sizes %s", sizes, self.llid_layer,
                  {s: len(p[0]) for s, p in self.probes.items()})
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
@@ -117,6 +122,10 @@ class ActivationID(pl.Callback):
             with evaluation(pl_module):
                 features = collect_activations(forward_module(pl_module), model, self.layers, x, self.batch_size,
                                                device_of(pl_module), self.sequence_reduction, self.store)
+            broken = [layer for layer, points in features.items() if not torch.isfinite(points).all()]
+            if broken:  # diverged weights: the NaN guard ends the run at its next check; measure nothing
+                log.warning("step %d: activations of %s are NaN/inf; activation ID skipped", step, broken)
+                return
             for layer, points in features.items():
                 for estimator in self.estimators:
                     result = estimator(points, y)
@@ -127,7 +136,8 @@ class ActivationID(pl.Callback):
     def report(self, trainer: pl.Trainer, rows: list[Measurement], final: bool = False) -> None:
         """Log scalars to every logger at this global step, append id.csv, draw the profile every n-th time."""
         step = trainer.global_step
-        metrics = metrics_dict(rows, self.prefixes, [e.tag for e in self.estimators if e.is_id], self.layers)
+        metrics = metrics_dict(rows, self.prefixes, [e.tag for e in self.estimators if e.is_id], self.layers,
+                               self.llid_layer)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         trainer.callback_metrics.update({k: torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()})

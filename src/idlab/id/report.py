@@ -30,14 +30,16 @@ def metric_key(prefix: str, split: str, name: str) -> str:
     return f"{prefix}/{split}/{name}"
 
 
-def summaries(values: Sequence[float]) -> dict[str, float]:
-    """Brown et al.'s summaries of a depth-ordered ID profile: LLID = last hidden layer, PID = peak over layers."""
-    return {"llid": float(values[-1]), "pid": float(max(values))}
+def summaries(values: Sequence[float], llid: float | None = None) -> dict[str, float]:
+    """Brown et al.'s summaries of a depth-ordered ID profile: LLID = the last hidden layer (`llid`, the layer
+    the classifier reads; default the profile's last entry), PID = peak over layers."""
+    return {"llid": float(values[-1] if llid is None else llid), "pid": float(max(values))}
 
 
 def metrics_dict(rows: Sequence[Measurement], prefixes: dict[str, str], id_estimators: Sequence[str],
-                 layers: Sequence[str]) -> dict[str, float]:
-    """Scalars to log: every (split, layer) value and std, plus llid/pid per split for ID estimators."""
+                 layers: Sequence[str], llid_layer: str | None = None) -> dict[str, float]:
+    """Scalars to log: every (split, layer) value and std, plus llid (the ID of `llid_layer`, default the last
+    layer) and pid per split for ID estimators."""
     metrics: dict[str, float] = {}
     for row in rows:
         key = metric_key(prefixes[row.estimator], row.split, row.layer)
@@ -49,7 +51,7 @@ def metrics_dict(rows: Sequence[Measurement], prefixes: dict[str, str], id_estim
             by_layer = {r.layer: r.value for r in rows if r.estimator == estimator and r.split == split}
             profile = [by_layer[layer] for layer in layers if layer in by_layer]
             if profile:
-                for name, value in summaries(profile).items():
+                for name, value in summaries(profile, by_layer.get(llid_layer)).items():
                     metrics[metric_key(prefixes[estimator], split, name)] = value
     return metrics
 

@@ -11,10 +11,12 @@ class IncompatibleDataError(ValueError):
 
 
 class Net(nn.Module):
-    """Base of idlab architectures: `head_name`, `id_layers` and `lora_targets` name modules for other concerns."""
+    """Base of idlab architectures: `head_name`, `id_layers`, `llid_layer` and `lora_targets` name modules for
+    other concerns. `llid_layer` is the module whose output is exactly the input of the head (tested per model)."""
 
     head_name: str = "head"
     id_layers: tuple[str, ...] = ()
+    llid_layer: str | None = None
     lora_targets: tuple[str, ...] = ()
     accepts: str = "image"
 

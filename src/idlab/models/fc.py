@@ -22,6 +22,11 @@ class FC(Net):
         self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(sizes, sizes[1:]))
         self.head = nn.Linear(width, spec.num_classes)
 
+    @property
+    def llid_layer(self) -> str:
+        """The last hidden block (Linear + ReLU), whose output the head reads."""
+        return f"blocks.{len(self.blocks) - 1}"
+
     def forward(self, x: Tensor) -> Tensor:
         """Logits for a batch of images."""
         x = x.flatten(1)

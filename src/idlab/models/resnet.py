@@ -42,6 +42,7 @@ class ResNet(Net):
     """`variant` resnet18 or resnet20; `width` scales the first stage's channels."""
 
     id_layers = ("layer*", "pool")
+    llid_layer = "pool"
     lora_targets = ("*conv*", "*shortcut.0", "head")
 
     def __init__(self, spec: DataSpec, variant: str = "resnet18", width: int | None = None) -> None:

@@ -46,7 +46,8 @@ class Transformer(Net):
     """Token + learned position embeddings, `depth` blocks, final LayerNorm; logits read at the last position."""
 
     accepts = "tokens"
-    id_layers = ("blocks.*.attn", "blocks.*.mlp")
+    id_layers = ("blocks.*.attn", "blocks.*.mlp", "ln_f")
+    llid_layer = "ln_f"  # the residual stream after the last block, final LayerNorm, last position: the head's input
     lora_targets = ("blocks.*.attn.q", "blocks.*.attn.k", "blocks.*.attn.v", "blocks.*.attn.o",
                     "blocks.*.mlp.0", "blocks.*.mlp.2")
 

@@ -127,5 +127,5 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
 
 
 def _has_result(group: list, metric: str) -> bool:
-    """Whether some run folder with this key finished with the metric."""
-    return bool(group) and group[0].status == "done" and group[0].metric(metric) is not None
+    """Whether some run folder with this key has a result to count (a diverged run is one)."""
+    return bool(group) and group[0].counted(metric).value is not None

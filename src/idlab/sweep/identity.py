@@ -1,11 +1,15 @@
-"""A run's identity: a hash of its resolved config without hydra, sweep and path settings."""
+"""A run's identity: a hash of its resolved config without hydra, sweep and path settings, and of the code's
+RESULTS_VERSION (runs made under behaviour that computes differently never share a key)."""
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from idlab import RESULTS_VERSION
 
 # Keys that say where or how a run is launched, not what it computes.
 EXCLUDED_KEYS = ("hydra", "sweep")
@@ -24,9 +28,29 @@ def comparable(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_key(cfg: DictConfig) -> str:
-    """16 hex digits identifying what a run computes; equal keys mean interchangeable results."""
-    blob = json.dumps(comparable(cfg), sort_keys=True, default=str, separators=(",", ":"))
+    """16 hex digits identifying what a run computes (config and RESULTS_VERSION); equal keys mean
+    interchangeable results."""
+    blob = json.dumps({"config": comparable(cfg), "results_version": RESULTS_VERSION}, sort_keys=True, default=str,
+                      separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def flat_config(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's resolved .hydra/config.yaml as {dotted key: value} (as `comparable`), None if unreadable."""
+    try:
+        cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    except Exception:  # noqa: BLE001 - a missing or unparsable file: nothing to compare
+        return None
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+    walk(comparable(cfg), "")
+    return out
 
 
 def _resolve(node: DictConfig | ListConfig) -> Any:

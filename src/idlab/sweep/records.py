@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,42 @@ class RunRecord:
     def metric(self, name: str) -> float | None:
         """The named metric of a finished run, None if missing."""
         value = self.metrics.get(name)
-        return float(value) if isinstance(value, (int, float)) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def diverged(self) -> bool:
+        """The run's loss or weights went NaN/inf (metrics.json `diverged: true`): a result, not a failure."""
+        return self.status == "done" and self.metrics.get("diverged") is True
+
+    def counted(self, name: str) -> Counted:
+        """The value a sweep counts for this run: its finite metric; for a diverged run without one, chance
+        (`chance/acc`, accuracy metrics only); None with the reason when there is nothing to count."""
+        if self.status != "done":
+            return Counted(None, False, None, self.error)
+        value = self.metric(name)
+        if value is not None and math.isfinite(value):
+            return Counted(value, self.diverged, "last good state" if self.diverged else "measured", None)
+        step = self.metrics.get("diverged_step")
+        chance = self.metric("chance/acc")
+        if self.diverged and name.endswith("acc") and chance is not None:
+            return Counted(chance, True, "chance", None)
+        if self.diverged:
+            return Counted(None, True, None, f"diverged at step {step} with no finite {name!r} to count "
+                                             "(chance level is only known for accuracy metrics)")
+        if value is not None:
+            return Counted(None, False, None, f"metrics.json has {name} = {value} without being marked diverged")
+        return Counted(None, False, None, f"metrics.json has no key {name!r}; it has "
+                                          f"{sorted(k for k in self.metrics if k != 'code')} (set sweep.metric)")
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What one run contributes to a sweep metric."""
+
+    value: float | None  # None: nothing to count (the run failed, or its metrics.json lacks the metric)
+    diverged: bool
+    source: str | None  # "measured" | "last good state" (diverged, its last good checkpoint/epoch) | "chance"
+    error: str | None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -78,7 +114,7 @@ def best_by_key(records: list[RunRecord], metric: str) -> dict[str, list[RunReco
     for record in records:
         grouped.setdefault(record.key, []).append(record)
     for key, group in grouped.items():
-        group.sort(key=lambda r: (r.status == "done" and r.metric(metric) is not None, r.started), reverse=True)
+        group.sort(key=lambda r: (r.counted(metric).value is not None, r.started), reverse=True)
     return grouped
 
 

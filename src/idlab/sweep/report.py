@@ -23,7 +23,8 @@ SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.csv"
 PLOT_FILE = "plot.png"
 TENSORBOARD_DIR = "tensorboard"
-CSV_COLUMNS = ("role", "value", "seed", "status", "metric", "attempts", "key", "run_dir", "error")
+CSV_COLUMNS = ("role", "value", "seed", "status", "metric", "diverged", "counted_as", "attempts", "key", "run_dir",
+               "error")
 
 
 def read_plan(sweep_dir: Path) -> dict[str, Any]:
@@ -62,18 +63,31 @@ def report(sweep_dir: Path) -> dict[str, Any]:
 
 
 def plot(summary: dict[str, Any], results: Sequence[RunResult]) -> plt.Figure:
-    """Metric vs swept value (log x): seeds, mean ± std, baseline and threshold lines, d_int markers."""
+    """Metric vs swept value (log x): seeds (diverged ones marked), mean ± std (hollow: seeds missing), baseline and
+    threshold lines, d_int markers with their CI, seed count and number of distinct bootstrap resamples."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    seeds = [(r.run.value, r.metric) for r in results if r.status == "done" and r.run.role != BASELINE]
+    done = [r for r in results if r.status == "done" and r.run.role != BASELINE]
+    seeds = [(r.run.value, r.metric) for r in done if not r.diverged]
     if seeds:
         ax.scatter(*zip(*seeds), s=10, color="0.6", zorder=2, label="seeds")
+    diverged = [(r.run.value, r.metric) for r in done if r.diverged]
+    if diverged:
+        ax.scatter(*zip(*diverged), s=28, marker="x", color="C3", zorder=4,
+                   label="diverged (counted at last good value / chance)")
     points = summary["points"]
     if points:
         ax.errorbar([p["value"] for p in points], [p["mean"] for p in points], yerr=[p["std"] for p in points],
-                    marker="o", color="C0", capsize=3, zorder=3, label="seed mean ± std")
+                    color="C0", capsize=3, zorder=3, label="seed mean ± std")
+        complete = [p for p in points if p.get("complete", True)]
+        partial = [p for p in points if not p.get("complete", True)]
+        ax.scatter([p["value"] for p in complete], [p["mean"] for p in complete], color="C0", zorder=3)
+        if partial:
+            ax.scatter([p["value"] for p in partial], [p["mean"] for p in partial], facecolors="white",
+                       edgecolors="C0", zorder=3, label="incomplete (seeds missing)")
     base = summary["baseline"]["value"]
     if base is not None:
         ax.axhline(base, color="k", linestyle="--", linewidth=1, label=f"baseline ({summary['baseline']['kind']})")
+    notes = []
     for index, name in enumerate(k for k in summary if k.startswith("d_int")):
         block = summary[name]
         if block.get("target") is not None and block["fraction"] < 1:
@@ -84,11 +98,19 @@ def plot(summary: dict[str, Any], results: Sequence[RunResult]) -> plt.Figure:
                        label=f"{name} = {block['value']:g}")
             low, high = block.get("ci95") or (None, None)
             if low is not None and high is not None and high > low:
-                ax.axvspan(low, high, color=f"C{index + 1}", alpha=0.12, label=f"{name} 95% CI")
+                ax.axvspan(low, high, color=f"C{index + 1}", alpha=0.12,
+                           label=f"{name} 95% CI ({block.get('seeds')} seeds, "
+                                 f"{block.get('distinct_resamples')} distinct resamples)")
+        elif block.get("status") == "undetermined":
+            notes.append(f"{name} undetermined (seeds missing)")
+        if block.get("ci_note") and not any("CI" in n for n in notes):
+            notes.append(f"CI coarse: {block.get('seeds')} seeds, at most {block.get('max_distinct_resamples')} "
+                         "distinct resamples")
     ax.set_xscale("log")
     ax.set_xlabel(summary["param"])
     ax.set_ylabel(summary["metric"])
-    ax.set_title(f"{summary['metric']} vs {summary['param']}")
+    ax.set_title(f"{summary['metric']} vs {summary['param']}" + (f"\n{'; '.join(notes)}" if notes else ""),
+                 fontsize=10 if notes else None)
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="lower right")
@@ -103,7 +125,7 @@ def _write_csv(path: Path, results: Sequence[RunResult]) -> None:
     writer.writerow(CSV_COLUMNS)
     for r in results:
         writer.writerow([r.run.role, "" if r.run.value is None else r.run.value, r.run.seed, r.status,
-                         "" if r.metric is None else r.metric, r.attempts, r.run.key,
+                         "" if r.metric is None else r.metric, int(r.diverged), r.source or "", r.attempts, r.run.key,
                          "" if r.run_dir is None else str(r.run_dir), r.error or ""])
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(buffer.getvalue())

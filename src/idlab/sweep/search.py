@@ -31,7 +31,7 @@ def run_bisect(driver: "SweepDriver", spec: SweepSpec, base: list[str], dry_run:
             reason = "stopped: every baseline run failed"
             break
         target = spec.threshold * sum(base_values) / len(base_values)
-        means = seed_means(results)
+        means = seed_means(results, spec.seeds)  # complete values only: diverged runs count, crashed ones never
         failed_values |= {float(r.run.value) for r in results if r.run.value is not None} - set(means)
         state = bisect.bracket(means, target, spec.tolerance, spec.integer)
         candidates = bisect.next_candidates(means, target, spec.tolerance, spec.points_per_round, spec.integer,
@@ -40,7 +40,8 @@ def run_bisect(driver: "SweepDriver", spec: SweepSpec, base: list[str], dry_run:
             reason = state.reason
             break
         if not candidates:
-            reason = f"no untried value between {state.low:g} and {state.high:g} (failed values: {sorted(failed_values)})"
+            reason = (f"no untried value between {state.low:g} and {state.high:g} (values with failed seeds: "
+                      f"{sorted(failed_values)})")
             break
         if rounds >= spec.max_rounds:
             reason = f"stopped after sweep.max_rounds={spec.max_rounds}; threshold between {state.low:g} and {state.high:g}"

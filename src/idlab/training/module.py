@@ -1,15 +1,18 @@
 """The LightningModule: cross-entropy classification of whatever the adapted network outputs."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from idlab.adapt.base import count_trainable
-from idlab.training.nonfinite import LossWatch, NonFiniteLossError
+from idlab.callbacks.activation_id import evaluation
+from idlab.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
 
 
@@ -21,7 +24,9 @@ class Classifier(pl.LightningModule):
         super().__init__()
         self.net, self.optimizer_factory, self.schedule = net, optimizer, schedule or WarmupSchedule()
         self.adapt_metrics = adapt_metrics or {}
-        self.loss_watch = LossWatch()
+        self.guard = NonFiniteGuard()
+        self.probe_batch: tuple[Tensor, Tensor] | None = None
+        self.last_good_train: dict[str, float] = {}
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the adapted network."""
@@ -39,29 +44,72 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step; the previous step's loss is checked for NaN/inf (no GPU stall)."""
-        self.raise_if_nonfinite()
+        self.stop_if_diverged()
         loss = self._step(batch, "train")
-        self.loss_watch.push(self.global_step, loss)
+        self.guard.push(self.global_step, loss)
+        self.probe_batch = (batch[0].detach(), batch[1].detach())  # for the loss check before a checkpoint
         return loss
 
-    def raise_if_nonfinite(self) -> None:
-        """Stop the run, before any further checkpoint is written, if the last queued loss was NaN/inf."""
-        step = self.loss_watch.check()
-        if step is None:
-            return
-        checkpoint = self.trainer.checkpoint_callback
+    def stop_if_diverged(self) -> None:
+        """Raise NonFiniteLossError (on every rank at once) if a queued loss was NaN/inf."""
+        if not self.guard.finite_so_far():
+            self._raise_diverged()
+
+    def check_before_checkpoint(self) -> None:
+        """Weights, buffers and optimiser state finite and a finite loss on the last training batch, on every rank;
+        raises NonFiniteLossError otherwise, so the checkpoint about to be written (or named best/last) never is."""
+        tensors = [*self.net.parameters(), *self.net.buffers()]
+        if self._trainer is not None:
+            for optimizer in self.trainer.optimizers:
+                tensors += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        reduce = self.trainer.strategy.reduce_boolean_decision if self._trainer is not None else bool
+        if not self.guard.checkpoint_safe(self.global_step, tensors, self._probe_loss, reduce):
+            self._raise_diverged()
+
+    def _probe_loss(self) -> Tensor:
+        """Cross-entropy of the adapted network on the last training batch, in eval mode without gradients."""
+        if self.probe_batch is None:
+            return torch.zeros(())
+        x, y = self.probe_batch
+        with evaluation(self.net):
+            return F.cross_entropy(self.net(x), y)
+
+    def _raise_diverged(self) -> None:
+        """NonFiniteLossError naming the first bad step and the last checkpoint written."""
+        step = self.guard.bad_step if self.guard.bad_step is not None else self.global_step
+        checkpoint = self._trainer.checkpoint_callback if self._trainer is not None else None
         last = checkpoint.last_model_path if checkpoint is not None and checkpoint.last_model_path else "none yet"
         raise NonFiniteLossError(
-            f"loss became NaN/inf at step {step}; the run stopped before writing another checkpoint. "
-            f"Last good checkpoint: {last}. Lower optim.optimizer.lr, set trainer.gradient_clip_val, or check the data.")
+            f"loss or weights became NaN/inf at step {step}; training stopped before writing another checkpoint "
+            f"(last good checkpoint: {last}). Lower optim.optimizer.lr, set trainer.gradient_clip_val, or check "
+            "the data.", step)
+
+    def _fitting(self) -> bool:
+        """Inside trainer.fit, outside the sanity check (validate/test of a finished run check nothing)."""
+        return self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING \
+            and not self.trainer.sanity_checking
 
     def on_validation_start(self) -> None:
-        """Checkpoints are written after validation: make sure the weights are still finite."""
-        self.raise_if_nonfinite()
+        """Checkpoints are written after validation: never validate (or save) diverged weights."""
+        if self._fitting():
+            self.check_before_checkpoint()
 
     def on_train_epoch_end(self) -> None:
-        """Checkpoints are written at epoch end: make sure the weights are still finite."""
-        self.raise_if_nonfinite()
+        """ModelCheckpoint may save at epoch end, after this hook: check fully first when it will (else only the
+        loss flags), then keep this epoch's train/* as the run's last good training metrics."""
+        will_save = any(getattr(c, "_should_save_on_train_epoch_end", lambda trainer: True)(self.trainer)
+                        for c in self.trainer.checkpoint_callbacks)
+        if will_save:
+            self.check_before_checkpoint()
+        else:
+            self.stop_if_diverged()
+        self.last_good_train = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                                if k.startswith("train/") and math.isfinite(float(v))}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Every checkpoint (ModelCheckpoint, snapshots, step-based) passes the full check on every rank first."""
+        if self._fitting():
+            self.check_before_checkpoint()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """Accumulate validation loss and accuracy."""
