@@ -1,4 +1,5 @@
-"""One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json."""
+"""One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json
+(and the run's HParams row in tensorboard)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from idlab.training.checkpoint_io import AtomicCheckpointIO
 from idlab.training.checks import check_config, resolve_ckpt_path
+from idlab.training.hparams import final_metrics, log_hparams, run_hparams
 from idlab.training.module import Classifier
 from idlab.training.results import scalar_metrics, write_json_atomic
 
@@ -70,4 +72,5 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics.update({"epoch": float(trainer.current_epoch), "global_step": float(trainer.global_step)})
     if trainer.is_global_zero:
         write_json_atomic(output_dir / "metrics.json", metrics)
+        log_hparams(trainer.loggers, run_hparams(cfg, metrics), final_metrics(metrics), step=trainer.global_step)
     return metrics
