@@ -76,7 +76,7 @@ def test_a_sweep_names_its_runs_and_gives_the_hparams_tab_every_run(tmp_path: Pa
         assert Path(logger.save_dir) == out / "tensorboard" and name in names, "the run's config says where it is"
         assert reader.Scalars(name, "test/acc")[-1].value == pytest.approx(metrics["test/acc"], abs=1e-6)
         assert reader.Scalars(name, "best/val/acc")[-1].value == pytest.approx(metrics["best/val/acc"], abs=1e-6)
-        assert "hp_metric" not in reader.GetAccumulator(name).Tags()["scalars"], "Lightning's placeholder stays out of the table"
+        assert "hp_metric" not in reader.GetAccumulator(name).Tags()["scalars"], "Lightning's placeholder is off"
         assert not (run_dir / "tensorboard").exists(), "a sweep run's events live under its name only"
     # The report's run holds the sweep's columns: the swept key marked as differing, the sweep's metric first.
     experiment = metadata.parse_experiment_plugin_data(content["sweep"][metadata.EXPERIMENT_TAG])

@@ -1,5 +1,5 @@
-"""One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json
-(and the run's HParams row in tensorboard)."""
+"""One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json →
+the run's HParams row in tensorboard."""
 from __future__ import annotations
 
 from pathlib import Path

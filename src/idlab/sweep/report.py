@@ -186,7 +186,7 @@ def _domain(values: list[Any], info: Any) -> None:
 
 
 def d_int_line(summary: dict[str, Any]) -> str:
-    """Every d_int of the summary with its 95% CI on one line, e.g. `d_int90 = 300 (95% CI 100–500) · d_int100 = …`."""
+    """Every d_int of the summary with its 95% CI on one line: `d_int90 = 300 (95% CI 100–500) · d_int100 = …`."""
     def number(x: Any, missing: str = "n/a") -> str:
         return missing if x is None else f"{x:.4g}"
 
