@@ -93,7 +93,7 @@ def test_grid_sweep_reports_d_int90_and_writes_every_output(config_dir: Path, tm
     assert means == pytest.approx({100: 0.095, 1000: 0.995, 10000: 0.995})
     for name in ("summary.json", "results.csv", "plot.png", "plan.json"):
         assert (out / name).stat().st_size > 0, name
-    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((out / "tensorboard" / "sweep").glob("events.out.tfevents.*"))
     rows = (out / "results.csv").read_text().splitlines()
     assert len(rows) == 9 and rows[0].startswith("role,value,seed,status,metric,diverged")
     assert summary["d_int90"]["seeds"] == 2 and summary["d_int90"]["distinct_resamples"] == 3

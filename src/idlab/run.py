@@ -1,4 +1,5 @@
-"""One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json."""
+"""One training run, top to bottom: check → data → model → adaptation → trainer → fit → test → metrics.json →
+the run's HParams row in tensorboard."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from idlab.training.checkpoint_io import AtomicCheckpointIO
 from idlab.training.checks import check_config, resolve_ckpt_path
+from idlab.training.hparams import final_metrics, log_hparams, run_hparams
 from idlab.training.module import Classifier
 from idlab.training.nonfinite import NonFiniteLossError
 from idlab.training.results import code_version, scalar_metrics, write_json_atomic
@@ -86,6 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     "chance/acc": 1.0 / data.spec.num_classes})
     if trainer.is_global_zero:
         write_json_atomic(output_dir / "metrics.json", {**metrics, "code": code_version()})
+        log_hparams(trainer.loggers, run_hparams(cfg, metrics), final_metrics(metrics), step=trainer.global_step)
     return metrics
 
 

@@ -16,10 +16,11 @@ from idlab.sweep.arguments import apply_sweep_overrides, check_mandatory_values,
 from idlab.sweep.guard import check_single_process_jobs
 from idlab.sweep.identity import run_key
 from idlab.sweep.launch import HydraSession, check_launcher_choice, is_hydra_override, task_config
-from idlab.sweep.plan import BASELINE, PlannedRun, check_base_overrides, point_runs, with_keys
-from idlab.sweep.records import PLAN_FILE, RUNS_DIR, SweepLock, best_by_key, next_job_index, scan_runs, \
-    write_json_atomic
-from idlab.sweep.report import report, summarize_plan
+from idlab.sweep.plan import BASELINE, PlannedRun, check_base_overrides, point_runs, run_name, \
+    tensorboard_overrides, with_keys
+from idlab.sweep.records import PLAN_FILE, RUNS_DIR, SweepLock, best_by_key, move_stale_events, next_job_index, \
+    scan_runs, tensorboard_owners, write_json_atomic
+from idlab.sweep.report import TENSORBOARD_DIR, report, summarize_plan
 from idlab.sweep.results import RunResult, collect
 from idlab.sweep.search import run_bisect, run_grid
 from idlab.sweep.spec import SweepConfigError, SweepSpec
@@ -71,8 +72,18 @@ class SweepDriver:
         log.info("%d runs planned, %d already done, %d to launch", len(keyed), len(keyed) - len(todo), len(todo))
         if todo and not dry_run:  # plan.json first: a sweep killed mid-launch can still be --report'ed
             write_json_atomic(self.sweep_dir / PLAN_FILE, self.plan({"kind": self.spec.search, "status": "running"}))
-            self.session.launch([r.overrides for r in todo], next_job_index(runs_dir), self.task)
+            owners = tensorboard_owners(runs_dir)
+            for name in (run_name(r, self.spec.param) for r in todo):
+                move_stale_events(self.sweep_dir / TENSORBOARD_DIR / name, owners.get(name))
+            self.session.launch([self.launch_overrides(r) for r in todo], next_job_index(runs_dir), self.task)
         return keyed
+
+    def launch_overrides(self, run: PlannedRun) -> tuple[str, ...]:
+        """The run's overrides plus its tensorboard place, <sweep>/tensorboard/<run name> (logger.* is not part of
+        the run's key, so the name changes nothing the sweep matches runs by)."""
+        loggers = self.compose(run).get("logger")
+        return (*run.overrides, *tensorboard_overrides(run_name(run, self.spec.param), loggers,
+                                                       self.sweep_dir / TENSORBOARD_DIR))
 
     def results(self) -> list[RunResult]:
         """Every planned run joined with what is on disk."""

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 from idlab.sweep.spec import SweepConfigError, SweepSpec
 
@@ -76,3 +77,26 @@ def check_base_overrides(spec: SweepSpec, base: Sequence[str]) -> None:
 def with_keys(runs: Sequence[PlannedRun], keys: Sequence[str]) -> list[PlannedRun]:
     """The runs with their config keys filled in."""
     return [replace(run, key=key) for run, key in zip(runs, keys, strict=True)]
+
+
+def run_name(run: PlannedRun, param: str) -> str:
+    """The run as tensorboard lists it: its role or swept value, then its seed (baseline/seed=0, adapt.d=750/seed=1)."""
+    head = BASELINE if run.role == BASELINE else f"{param}={format_value(run.value)}"
+    return f"{head}/seed={run.seed}"
+
+
+def tensorboard_overrides(name: str, loggers: Mapping[str, Any] | None, root: Path) -> tuple[str, ...]:
+    """Overrides putting the events of every TensorBoardLogger in `loggers` (a config's logger node) at
+    root/<name>, so tensorboard names the run by what it is; no override when the run has no such logger."""
+    group, version = name.rsplit("/", 1)
+    out: list[str] = []
+    for key, node in (loggers or {}).items():
+        if isinstance(node, Mapping) and str(node.get("_target_", "")).endswith("TensorBoardLogger"):
+            out += [f"logger.{key}.save_dir={_quoted(str(root))}", f"logger.{key}.name={_quoted(group)}",
+                    f"logger.{key}.version={_quoted(version)}"]
+    return tuple(out)
+
+
+def _quoted(value: str) -> str:
+    """A Hydra override value taken literally (names hold '=', paths may hold spaces)."""
+    return "'" + value.replace("'", "\\'") + "'"

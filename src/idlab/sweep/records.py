@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from idlab.sweep.spec import SweepConfigError
 
 RECORD_FILE = "sweep_run.json"
@@ -142,6 +144,32 @@ class SweepLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def tensorboard_owners(runs_dir: Path) -> dict[str, Path]:
+    """Run name → the newest run folder whose config logged to <sweep>/tensorboard/<run name> (the TensorBoardLogger
+    name/version that sweep.py sets, as recorded in the folder's .hydra/config.yaml)."""
+    folders = sorted((d for d in runs_dir.iterdir() if d.name.isdigit()), key=lambda d: int(d.name)) \
+        if runs_dir.is_dir() else []
+    owners: dict[str, Path] = {}
+    for run_dir in folders:
+        try:
+            loggers = (yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {}).get("logger") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        for node in loggers.values() if isinstance(loggers, dict) else ():
+            if isinstance(node, dict) and str(node.get("_target_", "")).endswith("TensorBoardLogger") \
+                    and node.get("name") and node.get("version"):
+                owners[f"{node['name']}/{node['version']}"] = run_dir
+    return owners
+
+
+def move_stale_events(log_dir: Path, owner: Path | None) -> None:
+    """Before a run is launched under a tensorboard name that already holds events (a failed attempt, or a run of
+    an earlier config), move them into the run folder that wrote them (as its tensorboard/): the name then shows
+    the new run, and nothing is lost."""
+    if log_dir.is_dir() and owner is not None and not (owner / "tensorboard").exists():
+        os.replace(log_dir, owner / "tensorboard")
 
 
 def _read_metrics(path: Path) -> dict[str, float] | None:

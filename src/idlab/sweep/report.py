@@ -14,15 +14,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from idlab.sweep.plan import BASELINE, PlannedRun  # noqa: E402
-from idlab.sweep.records import PLAN_FILE, RUNS_DIR, scan_runs, write_json_atomic  # noqa: E402
+from idlab.sweep.plan import BASELINE, PlannedRun, run_name  # noqa: E402
+from idlab.sweep.records import PLAN_FILE, RUNS_DIR, read_record, scan_runs, write_json_atomic  # noqa: E402
 from idlab.sweep.results import RunResult, collect, summarize  # noqa: E402
 from idlab.sweep.spec import SweepConfigError, SweepSpec  # noqa: E402
 
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.csv"
 PLOT_FILE = "plot.png"
-TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_DIR = "tensorboard"  # the sweep's tensorboard logdir: one folder per run (by run name) and REPORT_RUN
+REPORT_RUN = "sweep"
 CSV_COLUMNS = ("role", "value", "seed", "status", "metric", "diverged", "counted_as", "attempts", "key", "run_dir",
                "error")
 
@@ -57,7 +58,7 @@ def report(sweep_dir: Path) -> dict[str, Any]:
     _write_csv(sweep_dir / RESULTS_FILE, results)
     figure = plot(summary, results)
     _save_png(figure, sweep_dir / PLOT_FILE)
-    _write_tensorboard(sweep_dir / TENSORBOARD_DIR, summary, figure)
+    _write_tensorboard(sweep_dir / TENSORBOARD_DIR, summary, figure, results)
     plt.close(figure)
     return summary
 
@@ -139,20 +140,83 @@ def _save_png(figure: plt.Figure, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_tensorboard(log_dir: Path, summary: dict[str, Any], figure: plt.Figure) -> None:
-    """The plot as a tensorboard figure, seed-means as scalars over the swept value, the summary as text."""
+def _write_tensorboard(log_dir: Path, summary: dict[str, Any], figure: plt.Figure,
+                       results: Sequence[RunResult]) -> None:
+    """The sweep's own tensorboard run next to its runs' (<log_dir>/<run name>): the plot as a figure, seed-means
+    as scalars over the swept value, the summary as text opening with the d_int line, and the HParams columns."""
     from torch.utils.tensorboard import SummaryWriter
 
-    shutil.rmtree(log_dir, ignore_errors=True)  # derived output: one report, not a history of reports
-    writer = SummaryWriter(log_dir=str(log_dir))
+    run_dir = log_dir / REPORT_RUN
+    shutil.rmtree(run_dir, ignore_errors=True)  # derived output: one report, not a history of reports
+    for stale in log_dir.glob("events.out.tfevents.*"):  # the report's events before runs shared this folder
+        stale.unlink()
+    writer = SummaryWriter(log_dir=str(run_dir))
     try:
         metric = summary["metric"]
         for point in summary["points"]:
             if float(point["value"]).is_integer():
                 writer.add_scalar(f"sweep/{metric}", point["mean"], global_step=int(point["value"]))
-        writer.add_text("sweep/summary", "```\n" + json.dumps(
+        writer.add_text("sweep/summary", d_int_line(summary) + "\n\n```\n" + json.dumps(
             {k: v for k, v in summary.items() if k.startswith("d_int") or k in ("baseline", "runs")},
             indent=2, default=str) + "\n```")
         writer.add_figure(f"sweep/{metric}_vs_{summary['param']}", figure, global_step=0, close=False)
+        experiment = _hparams_experiment(log_dir, summary, results)
+        if experiment is not None:
+            writer._get_file_writer().add_summary(experiment, 0)  # noqa: SLF001 - SummaryWriter's raw-summary path
     finally:
         writer.close()
+
+
+def _hparams_experiment(log_dir: Path, summary: dict[str, Any], results: Sequence[RunResult]) -> Any:
+    """The HParams tab's columns for the sweep: every hyperparameter its runs logged, marked where its values differ
+    (tensorboard lists those first and ticks the first five), then the runs' final metrics, the sweep's metric
+    first. None before a run has logged hyperparameters (tensorboard then builds the columns from the runs, every
+    curve a metric column)."""
+    from tensorboard.plugins.hparams import api_pb2
+
+    from idlab.training.hparams import final_metrics, hparams_summary, read_hparams
+
+    values: dict[str, list[Any]] = {}
+    metrics: set[str] = set()
+    for r in results:
+        hparams = read_hparams(log_dir / run_name(r.run, summary["param"])) if r.status == "done" else {}
+        record = read_record(r.run_dir) if hparams else None
+        for key, value in hparams.items():
+            values.setdefault(key, []).append(value)
+        metrics |= set(final_metrics(record.metrics)) if record is not None else set()
+    if not values:
+        return None
+    infos = []
+    for name, seen in values.items():
+        info = api_pb2.HParamInfo(name=name, differs=len(set(map(repr, seen))) > 1)
+        _domain(seen, info)
+        infos.append(info)
+    ordered = [summary["metric"]] * (summary["metric"] in metrics) + sorted(metrics - {summary["metric"]})
+    return hparams_summary(experiment=api_pb2.Experiment(
+        hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in ordered]))
+
+
+def _domain(values: list[Any], info: Any) -> None:
+    """Set the HParamInfo's type and domain from the values seen: the set of strings or booleans, the interval
+    of numbers (tensorboard's filters need one)."""
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    if all(isinstance(v, (bool, str)) for v in values) and len({type(v) for v in values}) == 1:
+        hp.Discrete(sorted(set(values))).update_hparam_info(info)
+    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        hp.RealInterval(float(min(values)), float(max(values))).update_hparam_info(info)
+
+
+def d_int_line(summary: dict[str, Any]) -> str:
+    """Every d_int of the summary with its 95% CI on one line: `d_int90 = 300 (95% CI 100–500) · d_int100 = …`."""
+    def number(x: Any, missing: str = "n/a") -> str:
+        return missing if x is None else f"{x:.4g}"
+
+    parts = []
+    for name in (k for k in summary if k.startswith("d_int")):
+        block = summary[name]
+        low, high = (block.get("ci95") or [None, None])[:2]
+        value = number(block.get("value"), "not reached" if block.get("target") is not None else "n/a")
+        ci = f" (95% CI {number(low)}–{number(high, 'not reached')})" if low is not None else ""
+        parts.append(f"{name} = {value}{ci}")
+    return f"**{' · '.join(parts)}** ({summary['metric']} vs {summary['param']})" if parts else "no d_int yet"
