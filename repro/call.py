@@ -29,12 +29,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+    sys.path.insert(0, str(REPO))
 GRACE_S = 20.0
 KEEP = {"summary.json", "results.csv", "plan.json", "metrics.json", "sweep_run.json", "id.csv", "scalars.csv",
         "repro.json", "config.yaml", "overrides.yaml"}
 LIMIT_BYTES = 16 * 2**20
 LOG_TAIL = 200
-KNOBS = ("ROOT", "JOBS", "SEEDS", "EPOCHS", "MEM_EPOCHS", "SNAPSHOTS", "IDLAB_DATA_DIR")
+KNOBS = ("ROOT", "JOBS", "SEEDS", "EPOCHS", "MEM_EPOCHS", "SNAPSHOTS", "OVERRIDES", "IDLAB_DATA_DIR")
 
 
 def run_script(name: str, deadline: float, env: dict[str, str], root: Path, scripts: Path) -> dict:
@@ -208,6 +210,46 @@ def pack(folder: Path, base: Path, out: Path) -> Path:
     return out
 
 
+def plan(lanes: list[list[str]], env: dict[str, str], scripts: Path) -> list[dict]:
+    """What the lanes would run with these knobs, without running it: per command its runs and steps per run
+    (epochs × batches per epoch, or the step cap), from the scripts' DRY=1 commands and the composed configs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from idlab.sweep.arguments import split_sweep_overrides
+    from repro.results import train_size
+
+    rows = []
+    for name in (n for lane in lanes for n in lane):
+        dry = subprocess.run(["bash", str(scripts / f"{name}.sh")], cwd=REPO, capture_output=True, text=True,
+                             env={**env, "DRY": "1"}, check=True)
+        for line in (ln[2:] for ln in dry.stdout.splitlines() if ln.startswith("+ python ")):
+            argv = shlex.split(line)
+            if argv[1] not in ("sweep.py", "train.py"):
+                continue
+            sweep_args, args = split_sweep_overrides(argv[2:])
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+                cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra")])
+            runs = 1
+            if argv[1] == "sweep.py":
+                from idlab.sweep.arguments import apply_sweep_overrides
+                from idlab.sweep.spec import SweepSpec
+
+                spec = SweepSpec.from_dict(apply_sweep_overrides(cfg.get("sweep"), sweep_args))
+                runs = len(spec.values) * len(spec.seeds) + (len(spec.seeds) if spec.baseline_is_measured else 0)
+            size, batch = train_size(cfg), int(cfg.data.batch_size)
+            epochs, cap = int(cfg.trainer.get("max_epochs") or -1), int(cfg.trainer.get("max_steps") or -1)
+            steps = epochs * -(-size // batch) if epochs > 0 and size else None
+            steps = cap if steps is None or 0 < cap < steps else steps
+            model = str(cfg.model._target_).rsplit(".", 1)[-1] + (f" {cfg.model.width}×{cfg.model.depth}"
+                                                                  if "width" in cfg.model else "")
+            where = next((a.split("=", 1)[1] for a in argv if a.startswith(("sweep.dir=", "hydra.run.dir="))), "?")
+            rows.append({"result": name, "folder": where.split(f"/{name}/", 1)[-1], "model": model, "runs": runs,
+                         "steps": steps})
+    return rows
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments; an unknown result or a bad budget is one clear line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -219,6 +261,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "outputs/repro/_out"),
                         help="where the tarballs go (default $OUT)")
     parser.add_argument("--scripts", type=Path, default=REPO / "repro", help=argparse.SUPPRESS)
+    parser.add_argument("--plan", action="store_true", help="print runs × steps of every command and exit")
     parser.add_argument("--code-version", action="store_true", help="print the code version of this copy and exit")
     args = parser.parse_args(argv)
     args.lanes = [[n for n in lane.split(",") if n] for lane in args.lanes]
@@ -244,6 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     deadline = start + (args.budget if args.budget is not None else float("inf"))
     env = {**os.environ, "ROOT": str(args.root), "PYTHON": os.environ.get("PYTHON", sys.executable)}
     env.setdefault("JOBS", str(max(1, (os.cpu_count() or 1) // len(args.lanes))))
+    if args.plan:
+        rows = plan(args.lanes, env, args.scripts)
+        print("| result | folder | model | runs | steps per run | runs × steps |\n|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['result']} | {r['folder']} | {r['model']} | {r['runs']} | {r['steps']:,} | "
+                  f"{r['runs'] * r['steps']:,} |")
+        total = sum(r["runs"] * r["steps"] for r in rows)
+        print(f"| all | | | {sum(r['runs'] for r in rows)} | | {total:,} |")
+        return 0
     invocation = "python repro/call.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     ok = True
     for outcome in run_lanes(args.lanes, deadline, env, args.root, args.scripts):

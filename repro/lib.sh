@@ -1,10 +1,12 @@
 # Sourced by every repro/<scale>/<result>.sh. A result's whole recipe is its script plus the configs/exp files it
 # names; this file holds only the knobs of a call and the three commands the scripts use. Knobs (environment):
 #   ROOT=outputs/repro   result folders go to $ROOT/<scale>/<result>/ (keep it relative: paths enter run keys)
-#   JOBS=16              runs of one sweep side by side (Hydra's joblib launcher); 1: one after another, in-process
+#   JOBS=16              runs side by side (Hydra's joblib launcher), split among the sweeps a script starts at once
+#                        (`share N`); 1: one after another, in-process
 #   SEEDS=0,1,2          replaces every sweep's and loop's seeds (default: the exp file's / the script's)
 #   EPOCHS=N             replaces trainer.max_epochs of the MNIST studies other than memorisation (default: exp's)
 #   MEM_EPOCHS=N         replaces trainer.max_epochs of the memorisation sweeps
+#   OVERRIDES="K=V ..."  Hydra overrides appended to every sweep.py / train.py command (e.g. trainer.devices=1)
 #   IDLAB_DATA_DIR=DIR   the folder holding MNIST/raw for data=mnist (the official .gz files are read in place)
 #   PYTHON=python3       the interpreter;  DRY=1: print the commands, run nothing
 #   REPRO_COMMANDS=FILE  append every command to FILE (repro/call.py records them in repro.json)
@@ -16,9 +18,9 @@ JOBS=${JOBS:-16}
 HERE=$ROOT/$(basename "$(dirname "$0")")/$(basename "$0" .sh)
 QUIET=(++callbacks.progress_bar=null +trainer.enable_progress_bar=false)
 LAUNCHER=()
-[ "$JOBS" -gt 1 ] && LAUNCHER=(hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS")
 EPOCHS_ARG=(${EPOCHS:+"trainer.max_epochs=$EPOCHS"})
 MEM_EPOCHS_ARG=(${MEM_EPOCHS:+"trainer.max_epochs=$MEM_EPOCHS"})
+read -r -a EXTRA <<< "${OVERRIDES:-}"
 failed=0
 
 quote() {  # the arguments as one copy-pasteable shell line, single-quoting only where needed
@@ -41,6 +43,13 @@ run() {  # run python ARGS...: print and record the command, run it (unless DRY=
   return $rc
 }
 
+share() {  # share N: the next sweeps run N at a time (started with &), so each gets JOBS / N parallel runs
+  local each=$(( JOBS / $1 > 1 ? JOBS / $1 : 1 ))
+  LAUNCHER=()
+  if [ "$each" -gt 1 ]; then LAUNCHER=(hydra/launcher=joblib "hydra.launcher.n_jobs=$each"); fi
+}
+share 1
+
 seeds() {  # seeds DEFAULT: the seeds of a loop, e.g. `for seed in $(seeds 0,1,2)`
   echo "${SEEDS:-$1}" | tr , ' '
 }
@@ -48,7 +57,8 @@ seeds() {  # seeds DEFAULT: the seeds of a loop, e.g. `for seed in $(seeds 0,1,2
 sweep() {  # sweep FOLDER ARGS...: python sweep.py ARGS into $HERE/FOLDER
   local folder=$1
   shift
-  run python sweep.py "$@" ${SEEDS:+"sweep.seeds=[$SEEDS]"} "sweep.dir=$HERE/$folder" "${LAUNCHER[@]}" "${QUIET[@]}"
+  run python sweep.py "$@" ${SEEDS:+"sweep.seeds=[$SEEDS]"} "${EXTRA[@]}" "sweep.dir=$HERE/$folder" "${LAUNCHER[@]}" \
+    "${QUIET[@]}"
 }
 
 train_once() {  # train_once FOLDER ARGS...: python train.py ARGS into $HERE/FOLDER unless $HERE/FOLDER/$KEEP_IF exists
@@ -56,7 +66,7 @@ train_once() {  # train_once FOLDER ARGS...: python train.py ARGS into $HERE/FOL
   shift
   if [ -f "$dir/${KEEP_IF:-metrics.json}" ]; then echo "kept $dir (finished earlier)"; return 0; fi
   if [ -d "$dir" ] && [ "${DRY:-0}" != 1 ]; then mv "$dir" "$dir.unfinished.$(date +%s)"; fi  # set aside, not lost
-  run python train.py "$@" "hydra.run.dir=$dir" "${QUIET[@]}"
+  run python train.py "$@" "${EXTRA[@]}" "hydra.run.dir=$dir" "${QUIET[@]}"
 }
 
 export_once() {  # export_once RUN FILE: the plain weights (θ0 + P·θ_d) of a finished run, once

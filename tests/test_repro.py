@@ -114,6 +114,44 @@ def test_a_call_stops_at_its_budget_keeps_what_finished_and_resumes_the_record(t
         call.main([*args, "full/nope"])
 
 
+@pytest.mark.slow
+def test_a_real_sweep_stopped_by_the_budget_resumes_from_its_tarball_on_a_fresh_root(tmp_path: Path) -> None:
+    knobs = {"SEEDS": "0", "JOBS": "1", "OVERRIDES": " ".join([*SMOKE, "logger=none", "sweep.values=[1,2,4]"])}
+    first, second = tmp_path / "first", tmp_path / "second"
+    run = lambda root, *budget: subprocess.run(  # noqa: E731
+        [sys.executable, "repro/call.py", *budget, "--root", str(root), "--out", str(root / "out"),
+         "mini/lora_vs_subspace"], cwd=REPO, env={**os.environ, **knobs}, capture_output=True, text=True, timeout=600)
+    run(first, "--budget", "25")  # stops it somewhere: before, during or (on a fast machine) after the runs
+    record = json.loads((first / "mini" / "lora_vs_subspace" / "repro.json").read_text())
+    assert record["status"] in ("done", "stopped at the budget") and record["knobs"]["SEEDS"] == "0"
+    (second / "mini").mkdir(parents=True)
+    with tarfile.open(first / "out" / "mini" / "lora_vs_subspace.tar.gz") as tar:
+        assert not [n for n in tar.getnames() if n.endswith(".ckpt")]
+        tar.extractall(second / "mini", filter="data")  # a fresh machine gets only the tarball
+    sweep = second / "mini" / "lora_vs_subspace" / "lora"
+    kept = {json.loads(p.read_text())["key"]: p.parent.name for p in sweep.glob("runs/*/sweep_run.json")
+            if (p.parent / "metrics.json").is_file()}
+    done = run(second)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["runs"]["done"] == summary["runs"]["planned"] == 4, "3 ranks × 1 seed + 1 baseline"
+    rows = {r.split(",")[6]: r.split(",")[7] for r in (sweep / "results.csv").read_text().splitlines()[1:]}
+    assert all(Path(rows[key]).name == folder for key, folder in kept.items()), "finished runs were not rerun"
+    again = json.loads((second / "mini" / "lora_vs_subspace" / "repro.json").read_text())
+    assert again["status"] == "done" and len(again["earlier_calls"]) == 1
+
+
+def test_plan_counts_runs_and_steps_with_the_knobs_as_set(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPOCHS", "5")
+    monkeypatch.setenv("SEEDS", "0,1")
+    assert call.main(["--plan", "full/li_mnist"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:-1]]
+    cfg = compose_config(["+exp=li_mnist_lenet_shuffled_pixels"], Path("/unused"), fast=False)
+    runs = {r[1].strip(): int(r[3]) for r in rows}
+    assert runs["lenet_shuffled_pixels"] == (len(cfg.sweep["values"]) + 1) * 2, "values × 2 seeds + 2 baselines"
+    assert {int(r[4].replace(",", "")) for r in rows} == {5 * 430}, "5 epochs of 55,000 digits at batch 128"
+
+
 def test_pack_keeps_small_files_turns_curves_into_csv_and_keeps_exported_weights(tmp_path: Path) -> None:
     from torch.utils.tensorboard import SummaryWriter
 

@@ -8,7 +8,8 @@ last=${SNAPSHOTS##* }
 snapshot() { printf 'snapshots/step%06d.ckpt' "$1"; }
 KEEP_IF=$(snapshot "$last") train_once pretrain_mul +exp=math_equations data.op=mul data.train_frac=0.5 callbacks=snapshots \
   "callbacks.snapshots.steps=[${SNAPSHOTS// /,}]" "trainer.max_steps=$last" trainer.check_val_every_n_epoch=10 seed=0
+share $(echo $SNAPSHOTS | wc -w)  # one sweep per snapshot, side by side
 for step in $SNAPSHOTS; do
-  sweep "from_step$step" +exp=finetune_mod97 "pretrained=$HERE/pretrain_mul/$(snapshot "$step")"
+  sweep "from_step$step" +exp=finetune_mod97 "pretrained=$HERE/pretrain_mul/$(snapshot "$step")" &
 done
 finish
