@@ -139,7 +139,7 @@ class Sweep:
 
             table = {v: list(self.points[v].values()) for v in values}
             found = intrinsic_dimension(table, 1.0, self.threshold, n_boot=int(self.spec.get("bootstrap", 1000)))
-            value, ci, base_gap = found.value, (found.ci_low, found.ci_high), ""
+            value, ci = found.value, (found.ci_low, found.ci_high)
         else:
             block = self.summary.get(f"d_int{self.threshold * 100:g}") or {}
             if self.baseline.get("value") is None:
@@ -152,18 +152,11 @@ class Sweep:
             missing = "; ".join(g for g in missing.split("; ") if g and not g.startswith("baseline"))
         return Dim(None if value is None else float(value), below, max(grid), ci, missing)
 
-    def run_dirs(self, role: str | None = None, value: float | None = None) -> list[Path]:
-        """Run folders of finished runs (results.csv's run_dir, found under this folder's runs/)."""
-        out = []
-        for row in self.rows:
-            if row.get("status") != "done" or (role and row.get("role") != role):
-                continue
-            if value is not None and (not row.get("value") or float(row["value"]) != float(value)):
-                continue
-            path = self.folder / "runs" / Path(row.get("run_dir", "")).name
-            if path.is_dir():
-                out.append(path)
-        return out
+    def run_dirs(self, role: str) -> list[Path]:
+        """Folders of the finished runs of one role (results.csv's run_dir, found under this folder's runs/)."""
+        found = (self.folder / "runs" / Path(row.get("run_dir", "")).name for row in self.rows
+                 if row.get("status") == "done" and row.get("role") == role)
+        return [path for path in found if path.is_dir()]
 
     def metric_of_runs(self, key: str, role: str = "point") -> dict[float, float]:
         """Swept value → a metrics.json entry of its first finished run (e.g. params/trainable)."""
@@ -489,6 +482,15 @@ def section_lora(root: Root) -> list[str]:
     def params_at_r90(scale: str, base: str) -> float | None:
         lora, dim = root.sweep(scale, "lora_vs_subspace/lora"), root.dim(scale, "lora_vs_subspace/lora", base)
         return lora.metric_of_runs("params/trainable").get(dim.value) if lora and dim and dim.value else None
+    def lora_params(scale: str, base: str) -> Q | None:
+        """Trainable parameters at r90; above those of the largest rank when r90 was not reached."""
+        lora, dim = root.sweep(scale, "lora_vs_subspace/lora"), root.dim(scale, "lora_vs_subspace/lora", base)
+        if lora is None or dim is None:
+            return None
+        if dim.value is not None:
+            return q_num(params_at_r90(scale, base))
+        top = max(lora.metric_of_runs("params/trainable").values(), default=0.0)
+        return Q(top * (1 + 1e-9), BIG, f"> {num(top)} (r90 not reached)", dim.missing)
     rows = [["LoRA r90 (rank)", "— (Hu et al. report no r90)",
              *(d.cell() if (d := root.dim(s, "lora_vs_subspace/lora", b)) else NOT_RUN for s, b in COLUMNS)],
             ["LoRA trainable parameters at r90", "—", *(num(params_at_r90(s, b)) if params_at_r90(s, b) else
@@ -511,10 +513,7 @@ def section_lora(root: Root) -> list[str]:
     claims = [("LoRA accuracy does not fall as r grows, within one seed std (Hu et al.)", monotone,
                lambda d: d["largest fall beyond one seed std"] <= 0),
               ("at 90 %, LoRA needs more trainable parameters than the random subspace",
-               lambda s, b: {"LoRA at r90": q_num(params_at_r90(s, b)) if root.dim(s, "lora_vs_subspace/lora", b)
-                             and root.dim(s, "lora_vs_subspace/lora", b).value else
-                             (Q(BIG, BIG, "r90 not reached") if root.dim(s, "lora_vs_subspace/lora", b) else None),
-                             "subspace d_int90": q_dim(root.dim(s, "li_mnist/lenet", b))},
+               lambda s, b: {"LoRA at r90": lora_params(s, b), "subspace d_int90": q_dim(root.dim(s, "li_mnist/lenet", b))},
                lambda d: d["LoRA at r90"] > d["subspace d_int90"])]
     return table(["quantity", *HEADER], rows) + [""] + claim_rows(root, claims)
 
