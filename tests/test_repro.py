@@ -228,7 +228,7 @@ def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_every_study_runs_end_to_end_and_resumes(script: str, smoke_root: Path) -> None:
+def test_every_study_runs_end_to_end(script: str, smoke_root: Path) -> None:
     folder = smoke_root / script
     plans = [p.parent for p in folder.rglob("plan.json") if "runs" not in p.relative_to(folder).parts]
     seeds = list(folder.rglob("seed*/metrics.json"))
