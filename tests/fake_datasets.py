@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as an IDX file (MNIST's format), plus its .gz twin as distributed."""
+def write_idx(path: Path, array: np.ndarray, gz_only: bool = False) -> None:
+    """Write a uint8 array as an IDX file (MNIST's format) plus its .gz twin, or only the .gz as distributed."""
     magic = {1: 2049, 3: 2051}[array.ndim]
     blob = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
-    path.write_bytes(blob)
+    if not gz_only:
+        path.write_bytes(blob)
     path.with_name(path.name + ".gz").write_bytes(gzip.compress(blob))
 
 
-def write_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
-    """data_dir/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte with class-dependent digits."""
+def write_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0, gz_only: bool = False) -> Path:
+    """data_dir/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] with class-dependent digits
+    (gz_only: just the four .gz files, as the official download and the shared data folder hold them)."""
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -28,8 +30,8 @@ def write_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0
         images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
         for i, label in enumerate(labels):  # a bright bar whose position encodes the label: learnable
             images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 250
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images, gz_only)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, gz_only)
     return root
 
 

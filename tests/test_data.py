@@ -8,7 +8,7 @@ import torch
 
 from idlab.data import CIFAR, MNIST, MNISTMini, ModularArithmetic
 from idlab.data.spec import DataUnavailableError
-from idlab.data.vision import shuffled_labels
+from idlab.data.vision import read_idx, shuffled_labels
 
 
 def test_mnist_reads_idx_files_and_carves_seeded_val(mnist_dir: Path) -> None:
@@ -19,6 +19,62 @@ def test_mnist_reads_idx_files_and_carves_seeded_val(mnist_dir: Path) -> None:
     again = MNIST(data_dir=str(mnist_dir), val_size=50)
     again.setup()
     assert torch.equal(again.splits["val"].y, dm.splits["val"].y)
+
+
+def test_mnist_reads_a_read_only_folder_of_gz_files_in_place(tmp_path: Path) -> None:
+    from fake_datasets import write_mnist
+
+    plain_dir, gz_dir = write_mnist(tmp_path / "plain"), write_mnist(tmp_path / "gz", gz_only=True)
+    raw = gz_dir / "MNIST" / "raw"
+    before = sorted(p.name for p in raw.iterdir())
+    assert before == sorted(f"{n}.gz" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    for folder in (raw, raw.parent, gz_dir):
+        folder.chmod(0o555)  # as /work/shared/data: nothing may be unpacked into it
+    try:
+        dm = MNIST(data_dir=str(gz_dir), val_size=50, download=False)
+        dm.prepare_data()
+        dm.setup()
+    finally:
+        for folder in (gz_dir, raw.parent, raw):
+            folder.chmod(0o755)
+    assert sorted(p.name for p in raw.iterdir()) == before, "reading wrote nothing next to the .gz files"
+    ref = MNIST(data_dir=str(plain_dir), val_size=50)  # the same digits, unpacked
+    ref.setup()
+    for split in ("train", "val", "test"):
+        assert torch.equal(dm.splits[split].x, ref.splits[split].x) and torch.equal(dm.splits[split].y, ref.splits[split].y)
+    test_labels = read_idx(plain_dir / "MNIST" / "raw" / "t10k-labels-idx1-ubyte")
+    assert dm.splits["test"].y.tolist() == test_labels.tolist() and dm.splits["test"].x.shape == (100, 1, 28, 28)
+
+
+def test_a_missing_or_broken_idx_file_is_named_never_replaced(tmp_path: Path) -> None:
+    from fake_datasets import write_mnist
+
+    gz_dir = write_mnist(tmp_path / "gz", gz_only=True)
+    raw = gz_dir / "MNIST" / "raw"
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataUnavailableError, match=r"t10k-labels-idx1-ubyte not found .*ubyte\.gz"):
+        MNIST(data_dir=str(gz_dir)).prepare_data()
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02")  # 5 promised, 2 there
+    with pytest.raises(RuntimeError, match="truncated"):
+        read_idx(raw / "t10k-labels-idx1-ubyte")
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"PK\x03\x04junk")
+    with pytest.raises(DataUnavailableError, match="not a uint8 IDX file"):
+        MNIST(data_dir=str(gz_dir)).prepare_data()
+
+
+def test_mnist_download_goes_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            calls.append((root, train, download))
+            self.data, self.targets = torch.zeros(3, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 2])
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Recorder)
+    MNIST(data_dir=str(tmp_path), download=True).prepare_data()
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
 
 
 def test_missing_data_names_path_flag_and_offline_option(tmp_path: Path) -> None:

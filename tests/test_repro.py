@@ -1,9 +1,11 @@
-"""repro/: every reproduction command plans and composes, the finetune chain and export run a few CPU steps, the
-runner shares/stops steps, packing keeps only small files, and figures + results.md come from real sweep folders."""
+"""repro/: the scripts' helpers resume and record, a call stops at its budget and keeps what finished, packing keeps
+only small files, every study runs end to end at smoke size, and docs/results.md states only what the runs show."""
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import shlex
+import subprocess
 import sys
 import tarfile
 import time
@@ -12,298 +14,332 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import compose_config, model_checkpoint
-from idlab.adapt.export import export_run, load_run, plain_state_dict
-from idlab.adapt.init_from import load_base_weights, read_state_dict
+from conftest import compose_config
+from fake_datasets import write_mnist
 from idlab.run import train
-from idlab.sweep.driver import run_sweep
+from idlab.sweep.arguments import split_sweep_overrides
+from idlab.sweep.cli import main as sweep_main
+from idlab.sweep.report import report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from repro import engine as engine_mod  # noqa: E402
-from repro.engine import Engine  # noqa: E402
-from repro.pack import pack  # noqa: E402
-from repro.registry import BUILDERS, GPU_MINUTES, ISSUE_ITEM, build  # noqa: E402
-from repro.results_md import render  # noqa: E402
-from repro.steps import Settings, Step  # noqa: E402
+from repro import call  # noqa: E402
+from repro.results import NOT_RUN, render  # noqa: E402
 
 CONFIG_DIR = REPO / "configs"
-PLACEHOLDER = Path("/repro-root")
-OWNED_BY_SWEEP = ("sweep.values=", "sweep.seeds=", "sweep.dir=")
+SCRIPTS = sorted(str(p.relative_to(REPO / "repro").with_suffix("")) for p in (REPO / "repro").glob("*/*.sh"))
+SMOKE = ["trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+         "trainer.limit_test_batches=1", "trainer.num_sanity_val_steps=0", "trainer.check_val_every_n_epoch=1",
+         "data.on_device=false"]
 
 
-def all_steps(root: Path) -> list[Step]:
-    """Every step of every reproduction (GPU scale), planned under `root`."""
-    settings = Settings(root=root, jobs=16)
-    return [step for name in BUILDERS for step in build(name, settings, extended=True).steps()]
+def bash(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a bash script with extra environment variables."""
+    return subprocess.run(["bash", str(script)], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
 
 
-def distinct(kind: str) -> list[str]:
-    """Labels of the steps of one kind whose commands differ in more than values, seeds, folders or the seed."""
-    seen, labels = set(), []
-    for step in all_steps(PLACEHOLDER):
-        if step.kind != kind:
-            continue
-        owned = (*OWNED_BY_SWEEP, "seed=", "hydra.run.dir=", "model.width=", "model.depth=", "adapt.d=")
-        head = tuple(a for a in step.args if not a.startswith(owned)
-                     and "snapshots/step" not in a and "theta_seed" not in a)
-        if head not in seen:
-            seen.add(head)
-            labels.append(step.label)
-    return labels
+# --------------------------------------------------------------------------------------------------- repro/lib.sh
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Stands in for python: logs its arguments; train.py writes metrics.json unless FAIL matches an argument.
+echo "$*" >> "$LOG"
+for a in "$@"; do case "$a" in hydra.run.dir=*) dir=${a#hydra.run.dir=};; esac; [ "$a" = "${FAIL:-none}" ] && exit 3; done
+if [ "$1" = train.py ]; then mkdir -p "$dir" && echo '{}' > "$dir/metrics.json"; fi
+"""
 
 
-def step_named(label: str, root: Path) -> Step:
-    """The step with this label, planned under `root`."""
-    return next(s for s in all_steps(root) if s.label == label)
+def test_lib_keeps_finished_runs_sets_unfinished_ones_aside_and_counts_failures(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    script = tmp_path / "scripts" / "mini" / "demo.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text(f". {REPO / 'repro' / 'lib.sh'}\n"
+                      "train_once done +exp=a seed=0\ntrain_once half +exp=a seed=1\n"
+                      "sweep grid +exp=b\ntrain_once broken +exp=a bad=1\necho after\nfinish\n")
+    root = tmp_path / "root"
+    (root / "mini" / "demo" / "done").mkdir(parents=True)
+    (root / "mini" / "demo" / "done" / "metrics.json").write_text("{}")
+    (root / "mini" / "demo" / "half").mkdir()
+    (root / "mini" / "demo" / "half" / "last.ckpt").write_text("partial")
+    env = {"ROOT": str(root), "PYTHON": str(fake), "LOG": str(tmp_path / "log"), "REPRO_COMMANDS": str(tmp_path / "cmds"),
+           "SEEDS": "0,2", "JOBS": "4", "FAIL": "bad=1"}
+    result = bash(script, env)
+    calls = (tmp_path / "log").read_text().splitlines()
+    assert result.returncode == 1 and "after" in result.stdout, "a failed command is counted, the script goes on"
+    assert not any("seed=0" in c for c in calls), "a finished run is kept, not trained again"
+    assert [p.name for p in (root / "mini" / "demo").glob("half.unfinished.*")], "an unfinished run is set aside"
+    assert (root / "mini" / "demo" / "half" / "metrics.json").is_file()
+    sweep = next(c for c in calls if c.startswith("sweep.py"))
+    assert f"sweep.seeds=[0,2] sweep.dir={root}/mini/demo/grid hydra/launcher=joblib hydra.launcher.n_jobs=4" in sweep
+    recorded = (tmp_path / "cmds").read_text().splitlines()
+    assert recorded[0].startswith("python train.py +exp=a seed=1 hydra.run.dir=")
+    assert shlex.split(recorded[1])[:2] == ["python", "sweep.py"] and "'sweep.seeds=[0,2]'" in recorded[1]
+    dry = bash(script, {**env, "DRY": "1", "REPRO_COMMANDS": ""})
+    assert dry.returncode == 0 and dry.stdout.count("+ python") == 2 and len(calls) == len(
+        (tmp_path / "log").read_text().splitlines()), "DRY=1 prints the commands and runs none"
 
 
-def fake_inputs(root: Path) -> None:
-    """The files later stages read (θ_A exports, pretraining snapshots), as real state dicts of the right models."""
-    for first in ("first_d100", "first_d300"):
-        cfg = compose_config(["+exp=li_mnist_lenet", "data=mnist_mini"], root / "x", fast=False)
-        net = instantiate(cfg.model, spec=instantiate(cfg.data).spec)
-        for seed in (0, 1, 2):
-            (root / "reproject" / first).mkdir(parents=True, exist_ok=True)
-            torch.save(net.state_dict(), root / "reproject" / first / f"theta_seed{seed}.pt")
-    snapshots = root / "finetune_id" / "pretrain_mul" / "snapshots"
-    for step in (0, 1000, 2000, 4000, 8000):
-        model_checkpoint(["+exp=math_equations"], snapshots / f"step{step:06d}.ckpt")
-
-
-def test_plans_are_consistent_across_results() -> None:
-    steps = all_steps(PLACEHOLDER)
-    by_key: dict[str, Step] = {}
-    for step in steps:
-        if step.key in by_key:  # the runner runs a shared step once: it must be the very same command
-            assert by_key[step.key].args == step.args, f"{step.key} is planned with two different commands"
-        by_key[step.key] = step
-        assert step.folder is None or PLACEHOLDER in step.folder.parents
-    assert set(GPU_MINUTES) == set(BUILDERS) == set(ISSUE_ITEM)
-    assert set(ISSUE_ITEM.values()) == {1, 2, 3, 4, 5, 6}, "every result of the issue has a reproduction"
-    for name in BUILDERS:
-        assert (REPO / "repro" / f"{name}.sh").is_file(), f"repro/{name}.sh is missing"
-
-
-@pytest.fixture(scope="module")
-def planned_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A root holding the inputs of later stages (dry runs write nothing, so the tests can share it)."""
-    root = tmp_path_factory.mktemp("repro_root")
-    fake_inputs(root)
-    return root
-
-
-@pytest.mark.parametrize("label", [*distinct("sweep"), "li_mnist_grid/w50_l1"])  # + the grid's smallest D
-def test_every_sweep_command_plans_and_passes_the_model_check(label: str, planned_root: Path) -> None:
-    step = step_named(label, planned_root)
-    values = next(a for a in step.args if a.startswith("sweep.values="))
-    numbers = json.loads(values.split("=", 1)[1])
-    GlobalHydra.instance().clear()
-    # The extremes are what the pre-launch check builds; one seed composes the same configs as three.
-    summary = run_sweep(CONFIG_DIR, [*step.args, "sweep.seeds=[0]", f"sweep.values=[{min(numbers)},{max(numbers)}]"],
-                        dry_run=True)
-    assert summary["runs"]["pending"] == summary["runs"]["planned"] >= 2
-    assert not (step.folder / "plan.json").exists(), "a dry run writes nothing"
-
-
-@pytest.mark.parametrize("label", distinct("train"))
-def test_every_train_command_composes(label: str, tmp_path: Path) -> None:
-    step = step_named(label, tmp_path)
-    cfg = compose_config([a for a in step.args if not a.startswith("hydra.")], tmp_path / "run", fast=False)
-    instantiate(cfg.adapt)
-    if "grokking" in label:
-        assert "activation_id" in cfg.callbacks and cfg.trainer.max_steps in (8000, 20000)
-        assert cfg.optim.optimizer.weight_decay in (0.0, 1.0) and cfg.data.op == "div"
-    if "pretrain" in label:
-        assert list(cfg.callbacks.snapshots.steps) == [0, 1000, 2000, 4000, 8000] and cfg.data.op == "mul"
-
-
-def test_finetune_chain_runs_from_a_pretraining_snapshot(make_cfg) -> None:
-    short = ["trainer.max_steps=2", "trainer.check_val_every_n_epoch=1", "trainer.limit_val_batches=1",
-             "trainer.limit_test_batches=1", "test=false"]
-    pretrain = make_cfg("+exp=math_equations", "data.op=mul", "data.train_frac=0.5", "callbacks=snapshots",
-                        "callbacks.snapshots.steps=[1,2]", *short, run="pretrain")
-    train(pretrain)
-    snapshots = sorted((Path(pretrain.paths.output_dir) / "snapshots").glob("*.ckpt"))
-    assert [p.name for p in snapshots] == ["step000001.ckpt", "step000002.ckpt"]
-    first, second = (read_state_dict(p) for p in snapshots)
-    assert any(not torch.equal(first[k], second[k]) for k in first), "snapshots are taken at different steps"
-    cfg = make_cfg("+exp=finetune_mod97", f"pretrained={snapshots[0]}", "adapt.d=50", "seed=3", *short, run="ft")
-    metrics = train(cfg)
-    assert metrics["params/trainable"] == 50 and cfg.adapt.seed == 3 and cfg.data.op == "div"
-    after = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert torch.equal(after["net.model.blocks.0.attn.q.weight"], first["blocks.0.attn.q.weight"])  # θ0 = snapshot
-
-
-def test_export_of_a_subspace_run_reproduces_its_outputs_in_the_plain_architecture(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg("adapt=subspace", "adapt.d=20", "adapt.projection=dense", "model.width=16", "test=false")
-    train(cfg)
-    run = Path(cfg.paths.output_dir)
-    (run / ".hydra").mkdir()
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")  # as train.py's Hydra does
-    trained = load_run(run, "last").net
-    assert trained.theta_d.abs().sum() > 0, "θ_d moved, so θ0 + P·θ_d differs from θ0"
-    exported = export_run(run, "last", tmp_path / "theta.pt")
-    plain = instantiate(cfg.model, spec=instantiate(cfg.data).spec)
-    load_base_weights(plain, exported)  # exactly what adapt.init_from does
-    x = torch.rand(8, 1, 28, 28)
-    trained.eval(), plain.eval()
-    with torch.no_grad():
-        assert torch.equal(plain(x), trained(x))
-    assert not torch.equal(plain.blocks[0][0].weight, trained.get_base_model().blocks[0][0].weight)
-
-
-def test_export_of_a_full_run_is_its_checkpoint_and_bad_input_is_named(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg("model.width=8", "test=false")
-    train(cfg)
-    run = Path(cfg.paths.output_dir)
-    (run / ".hydra").mkdir()
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    state = read_state_dict(export_run(run, "best"))
-    ckpt = read_state_dict(run / "checkpoints" / "best.ckpt")
-    assert state.keys() == ckpt.keys() and all(torch.equal(state[k], ckpt[k]) for k in state)
-    assert (run / "merged.pt").is_file() and not list(run.glob(".*.tmp"))
-    with pytest.raises(FileNotFoundError, match="checkpoint 'nope' not found.*--checkpoint last, best"):
-        export_run(run, "nope")
-    assert plain_state_dict(torch.nn.Linear(2, 3)).keys() == {"weight", "bias"}
-
-
-def test_runner_shares_a_step_between_results_and_stops_at_the_deadline(monkeypatch, tmp_path: Path) -> None:
-    calls = []
-
-    def argv(step: Step) -> list[str]:
-        calls.append(step.label)
-        seconds = 30 if "slow" in step.label else 0
-        return [sys.executable, "-c", f"import time; time.sleep({seconds})"]
-    monkeypatch.setattr(Step, "argv", argv)
-    monkeypatch.setattr(engine_mod, "GRACE_S", 2.0)
-    shared = Step("a/shared", "train", (), folder=tmp_path / "shared")
-    from repro.steps import Result
-    results = [Result("a", "A", ((shared,), (Step("a/slow", "train", ()),)), ""),
-               Result("b", "B", ((shared,), (Step("b/after", "train", ()),)), "")]
+# ----------------------------------------------------------------------------------------------------- repro/call.py
+def test_a_call_stops_at_its_budget_keeps_what_finished_and_resumes_the_record(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts" / "full"
+    scripts.mkdir(parents=True)
+    (scripts / "slow.sh").write_text("sleep 300 &\necho $! > \"$ROOT/full/slow/child.pid\"\n"
+                                     "echo 'python sweep.py +exp=x' >> \"$REPRO_COMMANDS\"\nsleep 300\n")
+    (scripts / "quick.sh").write_text("mkdir -p \"$ROOT/full/quick/run\"\necho '{}' > \"$ROOT/full/quick/run/metrics.json\"\n"
+                                      "head -c 4096 /dev/zero > \"$ROOT/full/quick/run/last.ckpt\"\n")
+    (scripts / "late.sh").write_text("exit 0\n")
+    root, out = tmp_path / "root", tmp_path / "out"
+    args = ["--scripts", str(tmp_path / "scripts"), "--root", str(root), "--out", str(out), "--budget", "4"]
+    call.GRACE_S = 2.0
     start = time.monotonic()
-    done = Engine(jobs=2, log_dir=tmp_path / "logs", budget_s=2).run(results)
-    assert calls.count("a/shared") == 1, "a step two results ask for runs once"
-    assert time.monotonic() - start < 20, "the slow step was stopped at the deadline"
-    status = {o.label: o.status for outcomes, _, _ in done.values() for o in outcomes}
-    assert status == {"a/shared": "done", "a/slow": "timeout", "b/after": "done"}
+    assert call.main([*args, "full/quick,full/slow,full/late"]) == 1
+    assert time.monotonic() - start < 60, "the slow script was stopped at the budget"
+    child = int((root / "full" / "slow" / "child.pid").read_text())
+    time.sleep(0.5)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2], \
+        "the script's whole process group was stopped"
+    records = {n: json.loads((root / "full" / n / "repro.json").read_text()) for n in ("quick", "slow", "late")}
+    assert [records[n]["status"] for n in ("quick", "slow", "late")] == ["done", "stopped at the budget", "skipped"]
+    assert records["slow"]["commands"] == ["python sweep.py +exp=x"] and records["slow"]["wall_s"] >= 3
+    assert records["quick"]["code"]["tree_sha256"] and records["quick"]["device"] and records["quick"]["budget_s"] == 4
+    with tarfile.open(out / "full" / "quick.tar.gz") as tar:
+        assert set(tar.getnames()) == {"quick/run/metrics.json", "quick/repro.json", "quick/call.log.tail"}
+    assert call.main([*args, "full/quick"]) == 0
+    again = json.loads((root / "full" / "quick" / "repro.json").read_text())
+    assert len(again["earlier_calls"]) == 1 and again["wall_total_s"] >= again["wall_s"]
+    with pytest.raises(SystemExit):
+        call.main([*args, "full/nope"])
 
 
-def test_a_finished_train_step_is_kept_by_a_later_call(monkeypatch, tmp_path: Path) -> None:
-    calls = []
-    monkeypatch.setattr(Step, "argv", lambda step: calls.append(step.label) or [sys.executable, "-c", "pass"])
-    finished, fresh = tmp_path / "finished", tmp_path / "fresh"
-    finished.mkdir()
-    (finished / "metrics.json").write_text("{}")
-    from repro.steps import Result
-    stages = ((Step("r/finished", "train", (), folder=finished), Step("r/fresh", "train", (), folder=fresh)),)
-    done = Engine(jobs=2, log_dir=tmp_path / "logs").run([Result("r", "R", stages, "")])
-    assert calls == ["r/fresh"], "a run folder with metrics.json is not trained again (its snapshots stay)"
-    assert [o.status for o in done["r"][0]] == ["kept", "done"]
+@pytest.mark.slow
+def test_a_real_sweep_stopped_by_the_budget_resumes_from_its_tarball_on_a_fresh_root(tmp_path: Path) -> None:
+    knobs = {"SEEDS": "0", "JOBS": "1", "OVERRIDES": " ".join([*SMOKE, "logger=none", "sweep.values=[1,2,4]"])}
+    first, second = tmp_path / "first", tmp_path / "second"
+    run = lambda root, *budget: subprocess.run(  # noqa: E731
+        [sys.executable, "repro/call.py", *budget, "--root", str(root), "--out", str(root / "out"),
+         "mini/lora_vs_subspace"], cwd=REPO, env={**os.environ, **knobs}, capture_output=True, text=True, timeout=600)
+    run(first, "--budget", "25")  # stops it somewhere: before, during or (on a fast machine) after the runs
+    record = json.loads((first / "mini" / "lora_vs_subspace" / "repro.json").read_text())
+    assert record["status"] in ("done", "stopped at the budget") and record["knobs"]["SEEDS"] == "0"
+    (second / "mini").mkdir(parents=True)
+    with tarfile.open(first / "out" / "mini" / "lora_vs_subspace.tar.gz") as tar:
+        assert not [n for n in tar.getnames() if n.endswith(".ckpt")]
+        tar.extractall(second / "mini", filter="data")  # a fresh machine gets only the tarball
+    sweep = second / "mini" / "lora_vs_subspace" / "lora"
+    kept = {json.loads(p.read_text())["key"]: p.parent.name for p in sweep.glob("runs/*/sweep_run.json")
+            if (p.parent / "metrics.json").is_file()}
+    done = run(second)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["runs"]["done"] == summary["runs"]["planned"] == 4, "3 ranks × 1 seed + 1 baseline"
+    rows = {r.split(",")[6]: r.split(",")[7] for r in (sweep / "results.csv").read_text().splitlines()[1:]}
+    assert all(Path(rows[key]).name == folder for key, folder in kept.items()), "finished runs were not rerun"
+    again = json.loads((second / "mini" / "lora_vs_subspace" / "repro.json").read_text())
+    assert again["status"] == "done" and len(again["earlier_calls"]) == 1
 
 
-def test_pack_keeps_small_result_files_and_turns_tensorboard_into_csv(tmp_path: Path) -> None:
+def test_plan_counts_runs_and_steps_with_the_knobs_as_set(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPOCHS", "5")
+    monkeypatch.setenv("SEEDS", "0,1")
+    assert call.main(["--plan", "full/li_mnist"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:-1]]
+    cfg = compose_config(["+exp=li_mnist_lenet_shuffled_pixels"], Path("/unused"), fast=False)
+    runs = {r[1].strip(): int(r[3]) for r in rows}
+    assert runs["lenet_shuffled_pixels"] == (len(cfg.sweep["values"]) + 1) * 2, "values × 2 seeds + 2 baselines"
+    assert {int(r[4].replace(",", "")) for r in rows} == {5 * 430}, "5 epochs of 55,000 digits at batch 128"
+
+
+def test_pack_keeps_small_files_turns_curves_into_csv_and_keeps_exported_weights(tmp_path: Path) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    run = tmp_path / "root" / "grokking_id" / "frac0.5_wd1" / "seed0"
+    folder = tmp_path / "root" / "mini" / "reproject"
+    run = folder / "first_d100" / "seed0"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("seed: 0\n")
     (run / "metrics.json").write_text("{}")
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.ckpt").write_bytes(b"0" * 4096)
+    torch.save({"w": torch.zeros(3)}, folder / "first_d100" / "theta_seed0.pt")
     writer = SummaryWriter(str(run / "tensorboard"))
     for step in range(5):
         writer.add_scalar("val/acc", step / 4, step)
     writer.close()
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "grokking_id__x.log").write_text("\n".join(f"line {i}" for i in range(500)))
-    out = pack([tmp_path / "root" / "grokking_id"], tmp_path / "root", tmp_path / "out" / "g.tar.gz", tmp_path / "logs")
-    with tarfile.open(out) as tar:
+    (folder / "from_d100" / "runs" / "0" / "tensorboard").mkdir(parents=True)  # sweep runs: no curves packed
+    (folder / "from_d100" / "summary.json").write_text("{}")
+    tarball = call.pack(folder, folder.parent, tmp_path / "out.tar.gz")
+    with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
-        scalars = tar.extractfile("grokking_id/frac0.5_wd1/seed0/scalars.csv").read().decode().splitlines()
-        tail = tar.extractfile("_logs/grokking_id__x.tail.txt").read().decode()
-    assert names == {"grokking_id/frac0.5_wd1/seed0/.hydra/config.yaml", "grokking_id/frac0.5_wd1/seed0/metrics.json",
-                     "grokking_id/frac0.5_wd1/seed0/scalars.csv", "_logs/grokking_id__x.tail.txt"}
-    assert scalars[0] == "step,tag,value" and scalars[-1] == "4,val/acc,1.0"
-    assert "line 499" in tail and "line 300" not in tail
+        rows = tar.extractfile("reproject/first_d100/seed0/scalars.csv").read().decode().splitlines()
+    assert names == {"reproject/first_d100/seed0/.hydra/config.yaml", "reproject/first_d100/seed0/metrics.json",
+                     "reproject/first_d100/seed0/scalars.csv", "reproject/first_d100/theta_seed0.pt",
+                     "reproject/from_d100/summary.json"}
+    assert rows[0] == "step,tag,value" and rows[-1] == "4,val/acc,1.0"
 
 
-TINY_SWEEP = ["trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-              "trainer.limit_test_batches=1", "trainer.num_sanity_val_steps=0", "++callbacks.progress_bar=null",
-              "+trainer.enable_progress_bar=false", "logger=none", "~callbacks.lr_monitor", "data=mnist",
-              "data.val_size=50", "data.on_device=false", "model.width=8", "model.depth=1", "adapt=subspace",
-              "sweep.param=adapt.d", "sweep.values=[8,64]", "sweep.seeds=[0,1]", "sweep.baseline=full"]
+# ------------------------------------------------------------------------------------- every study at smoke size
+def commands(script: str, root: Path) -> list[list[str]]:
+    """The commands a result script runs (DRY=1), as argument lists."""
+    out = bash(REPO / "repro" / f"{script}.sh", {"ROOT": str(root), "DRY": "1", "JOBS": "1", "SEEDS": "0",
+                                                  "SNAPSHOTS": "0 2"})
+    assert out.returncode == 0, out.stderr
+    return [shlex.split(line[2:]) for line in out.stdout.splitlines() if line.startswith("+ python ")]
+
+
+def execute(argv: list[str], extra: list[str]) -> None:
+    """One printed command, in this process, at smoke size (sweeps: the smallest value of their grid, seed 0)."""
+    if argv[1:3] == ["-m", "idlab.adapt.export"]:
+        from idlab.adapt.export import main as export_main
+
+        export_main(argv[3:])
+        return
+    entry, args = argv[1], argv[2:] + extra
+    if entry == "sweep.py":
+        _, hydra_args = split_sweep_overrides(args)
+        values = compose_config([a for a in hydra_args if not a.startswith("hydra")], Path("/unused"),
+                                fast=False).sweep["values"]
+        GlobalHydra.instance().clear()
+        assert sweep_main([*args, *SMOKE, "logger=none", f"sweep.values=[{min(values)}]"], CONFIG_DIR) == 0
+        return
+    assert entry == "train.py", argv
+    run_dir = Path(next(a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")))
+    overrides = [a for a in args if not a.startswith("hydra.")] + SMOKE
+    cfg = compose_config(overrides, run_dir, fast=False)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)  # what train.py's Hydra writes
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    train(cfg)
 
 
 @pytest.fixture(scope="module")
-def tiny_sweep(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real sweep (subspace d ∈ {8, 64} × 2 seeds + full baselines) on the small MNIST fixture, 2 batches a run."""
-    root = tmp_path_factory.mktemp("tiny_sweep_root")
+def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every result script of both scales, run command by command at smoke size into one root."""
+    root = tmp_path_factory.mktemp("smoke")
+    data = write_mnist(tmp_path_factory.mktemp("mnist_gz"), n_train=400, gz_only=True)  # as the shared .gz folder
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("IDLAB_DATA_DIR", str(mnist_dir))
-        GlobalHydra.instance().clear()
-        run_sweep(CONFIG_DIR, [*TINY_SWEEP, f"sweep.dir={root / 'li_mnist' / 'fc'}"])
+        patch.setenv("IDLAB_DATA_DIR", str(data))
+        torch.set_num_threads(1)
+        for script in SCRIPTS:  # the fake MNIST has 400 training digits: hold 100 out (li_mnist: 5,000)
+            for argv in commands(script, root):
+                execute(argv, ["data.val_size=100"] if script.startswith("full/") else [])
     return root
 
 
-def test_a_sweep_stopped_before_writing_its_plan_is_recovered(tiny_sweep: Path, tmp_path: Path, mnist_dir: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from idlab.sweep.report import report
-    from repro.run import recover_plan
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_study_runs_end_to_end(script: str, smoke_root: Path) -> None:
+    folder = smoke_root / script
+    plans = [p.parent for p in folder.rglob("plan.json") if "runs" not in p.relative_to(folder).parts]
+    seeds = list(folder.rglob("seed*/metrics.json"))
+    assert plans or seeds, f"{script} wrote no sweep and no run"
+    for sweep_dir in plans:
+        summary = json.loads((sweep_dir / "summary.json").read_text())
+        assert summary["runs"]["done"] == summary["runs"]["planned"] >= 1, (sweep_dir, summary["runs"])
+        assert summary["points"] and summary["points"][0]["n"] == 1
+    if script.startswith("full/"):
+        cfg = OmegaConf.load(next(folder.rglob(".hydra/config.yaml")))
+        assert cfg.data._target_ == "idlab.data.MNIST", "full-scale studies read the real MNIST files"
 
-    monkeypatch.setenv("IDLAB_DATA_DIR", str(mnist_dir))
-    original = json.loads((tiny_sweep / "li_mnist" / "fc" / "summary.json").read_text())
-    killed = tmp_path / "killed"
-    shutil.copytree(tiny_sweep / "li_mnist" / "fc", killed)
-    (killed / "plan.json").unlink()  # sweep.py writes plan.json only after its last run
-    recover_plan(Step("x", "sweep", (*TINY_SWEEP, f"sweep.dir={killed}"), folder=killed))
-    summary = report(killed)
-    assert summary["runs"] == original["runs"] and summary["points"] == original["points"]
-    assert summary["d_int90"]["value"] == original["d_int90"]["value"]
 
+@pytest.mark.slow
+def test_results_of_the_smoke_root_fill_every_section_from_the_runs(smoke_root: Path, tmp_path: Path) -> None:
+    from repro.results import main
 
-def test_figures_and_results_come_from_the_run_folders(tiny_sweep: Path, tmp_path: Path) -> None:
-    from repro.figures import regenerate
-
-    summary = json.loads((tiny_sweep / "li_mnist" / "fc" / "summary.json").read_text())
-    doc = tmp_path / "docs" / "results.md"
-    written = regenerate(tiny_sweep, tmp_path / "docs" / "figures", doc)
-    names = {p.name for p in written}
-    assert {"li_mnist_fc_vs_lenet.png", "li_mnist_fc.png", "li_mnist_grid.png", "results.md"} <= names
-    assert "grokking_id.png" not in names and "memorisation.png" not in names, "no data, no figure"
+    doc = tmp_path / "results.md"
+    main(["--root", str(smoke_root), "--doc", str(doc), "--figures", str(tmp_path / "figures")])
     text = doc.read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| FC 784-200-200-10 d_int90"))
-    value = summary["d_int90"]["value"]
-    expected = f"**{value:g}**" if value is not None else "not reached"
-    assert expected in row and f"{summary['baseline']['value']:.3f}" in row
-    assert "| LeNet d_int90 | 290 | not yet run |" in text
-    assert "![li_mnist_fc_vs_lenet.png](figures/li_mnist_fc_vs_lenet.png)" in text
+    lenet = json.loads((smoke_root / "full" / "li_mnist" / "lenet" / "summary.json").read_text())
+    row = next(line for line in text.splitlines() if line.startswith("| LeNet: baseline test accuracy"))
+    assert f"{lenet['baseline']['value']:.3f}" in row.split("|")[4], "the full individual column is that sweep's"
+    for name in ("li_mnist.png", "li_mnist_grid.png", "memorisation.png", "lora_vs_subspace.png", "reproject.png",
+                 "grokking_id.png", "finetune_id.png"):
+        assert (tmp_path / "figures" / name).is_file() and f"]({Path('figures') / name})" in text
+    for script in SCRIPTS:
+        assert f"`bash repro/{script}.sh`; " in text, f"{script}: no record of its runs in results.md"
+    assert NOT_RUN not in text.split("## 1. ")[1].split("## 1b.")[0], "result 1 is filled at both scales"
 
 
-def test_results_skeleton_has_no_numbers_of_ours_without_runs(tmp_path: Path) -> None:
+# --------------------------------------------------------------------------------------- docs/results.md is data
+def write_sweep(folder: Path, points: dict[float, list[float | None]], baseline: list[float] | float,
+                threshold: float = 0.9, metric: str = "test/acc") -> None:
+    """A sweep folder as sweep.py leaves it (plan.json, runs/N/{sweep_run,metrics}.json), then its report;
+    a None metric is a seed that never finished."""
+    measured = isinstance(baseline, list)
+    seeds = list(range(len(next(iter(points.values())))))
+    spec = {"param": "adapt.d", "values": sorted(points), "seeds": seeds, "metric": metric, "threshold": threshold,
+            "baseline": "full" if measured else baseline}
+    runs, index = [], 0
+    cells = [("baseline", None, s, b) for s, b in enumerate(baseline)] if measured else []
+    cells += [("point", v, s, m) for v, ms in points.items() for s, m in enumerate(ms)]
+    for role, value, seed, result in cells:
+        key = f"k{index}"
+        runs.append({"role": role, "value": value, "seed": seed, "overrides": [], "key": key})
+        if result is not None:
+            run = folder / "runs" / str(index)
+            run.mkdir(parents=True)
+            (run / "sweep_run.json").write_text(json.dumps({"key": key, "status": "done", "started": index}))
+            (run / "metrics.json").write_text(json.dumps({metric: result, "params/total": 1000.0}))
+        index += 1
+    (folder / "plan.json").write_text(json.dumps({"spec": spec, "runs": runs, "search": {"kind": "grid"}}))
+    report(folder)
+
+
+def cells_of(text: str, first_cell: str) -> list[str]:
+    """The cells of the table row that starts with `first_cell`."""
+    line = next(line for line in text.splitlines() if line.startswith(f"| {first_cell}"))
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_an_empty_root_renders_no_number_and_no_verdict(tmp_path: Path) -> None:
     text = render(tmp_path / "empty", tmp_path / "figures", tmp_path / "results.md")
-    for name in BUILDERS:
-        assert f"`bash repro/{name}.sh`" in text
-    assert text.count("not yet run") >= 2 * len(BUILDERS)
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("| ") and len(cells) >= 3 and "d_int90" in cells[0]:
-            assert cells[2] in ("not yet run", "n/a"), line  # the "ours" column of an empty root
+    for verdict in ("**holds**", "**does not hold**", "undetermined (", "undetermined at", "wall time", "device "):
+        assert verdict not in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| quantity")
+            and not line.startswith("| claim")]
+    assert rows
+    for line in rows:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        ours = cells[2:] if len(cells) == 5 else cells[1:]
+        assert all(c.startswith(NOT_RUN) for c in ours), line
     assert "![" not in text
+    for script in SCRIPTS:
+        assert f"{NOT_RUN} (`bash repro/{script}.sh`)" in text or script.split("/")[1] in ("grokking_id",
+                                                                                             "finetune_id")
 
 
-def test_run_cli_refuses_bad_input_and_prints_commands(capsys) -> None:
-    from repro.run import main
+def test_claims_are_evaluated_on_the_runs_against_both_baselines(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    # FC reaches the individual target (0.9 × 0.95 = 0.855) at 200 and the global 0.9 only at 400;
+    # LeNet needs 400 and 800: so "LeNet below FC" does not hold in either full column.
+    write_sweep(root / "full" / "li_mnist" / "fc", {100: [0.80, 0.80], 200: [0.86, 0.87], 400: [0.91, 0.92],
+                                                    800: [0.93, 0.93]}, [0.95, 0.95])
+    write_sweep(root / "full" / "li_mnist" / "lenet", {100: [0.70, 0.70], 200: [0.80, 0.80], 400: [0.86, 0.87],
+                                                       800: [0.91, 0.92]}, [0.95, 0.95])
+    # mini: LeNet reaches its target at 100, FC at 400 — the claim holds there; one FC seed at 800 never finished.
+    write_sweep(root / "mini" / "li_mnist" / "fc", {100: [0.5, 0.5], 200: [0.6, 0.6], 400: [0.9, 0.9],
+                                                    800: [0.95, None]}, [0.95, 0.95])
+    write_sweep(root / "mini" / "li_mnist" / "lenet", {100: [0.9, 0.9], 200: [0.92, 0.93]}, [0.96, 0.96])
+    text = render(root, tmp_path / "figures", tmp_path / "results.md")
+    fc = cells_of(text, "FC 784-200-200-10: d_int90")
+    assert fc[2].startswith("**400**") and fc[3].startswith("**200**") and fc[4].startswith("**400**")
+    assert "incomplete: 800: 1 of 2 seeds" not in fc[4], "a gap above d_int90 does not change it"
+    claim = cells_of(text, "LeNet's d_int90 is below FC's")
+    assert claim[1].startswith("**does not hold** — fc 400; lenet 800")
+    assert claim[2].startswith("**does not hold** — fc 200; lenet 400")
+    assert claim[3].startswith("**holds** — fc 400; lenet 100")
+    assert cells_of(text, "shuffling pixels raises")[1] == f"{NOT_RUN} (lenet_shuffled_pixels)"
+    # A seed missing at or below d_int90 leaves it open: the cell says so and the claim is undetermined.
+    write_sweep(root / "full" / "li_mnist" / "fc_shuffled_pixels", {100: [0.8, 0.8], 200: [0.91, None]}, [0.95, 0.95])
+    text = render(root, tmp_path / "figures", tmp_path / "results.md")
+    assert "incomplete: 200: 1 of 2 seeds" in cells_of(text, "FC, shuffled pixels: d_int90")[2]
+    assert cells_of(text, "shuffling pixels moves FC's")[1].startswith("undetermined (incomplete: ")
 
-    with pytest.raises(SystemExit):
-        main(["no_such_result"])
-    with pytest.raises(SystemExit):
-        main(["li_mnist", "--jobs", "0"])
-    assert main(["grokking_id", "finetune_id", "--dry-run", "--root", "/x"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("python train.py +exp=math_equations_id") == 9
-    assert out.count("python sweep.py +exp=finetune_mod97 pretrained=/x/finetune_id/pretrain_mul/snapshots/") == 5
+
+def test_a_claim_the_grid_cannot_decide_is_undetermined(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_sweep(root / "mini" / "li_mnist" / "fc", {100: [0.5], 500: [0.95]}, [1.0])
+    write_sweep(root / "mini" / "li_mnist" / "lenet", {200: [0.5], 500: [0.95]}, [1.0])
+    text = render(root, tmp_path / "figures", tmp_path / "results.md")
+    # Both reach at 500: FC's d_int90 lies in (100, 500], LeNet's in (200, 500] — either could be smaller.
+    assert cells_of(text, "LeNet's d_int90 is below FC's")[3].startswith("undetermined at this grid's resolution")

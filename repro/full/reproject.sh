@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Result 6 at full scale (seed 000's question): LeNet trained in a d_A-dimensional subspace (projection seed
+# 1000 + seed), exported as θ_A = θ0 + P_A·θ_d, then a d-sweep in a fresh subspace around θ_A
+# (configs/exp/reproject_lenet_mnist.yaml: projection seed = seed). From the init: result 1's full/li_mnist/lenet.
+. "$(dirname "$0")/../lib.sh"
+for d_a in 100 300; do  # the six first-subspace runs side by side, then their exports
+  for seed in $(seeds 0,1,2); do
+    train_once "first_d$d_a/seed$seed" +exp=li_mnist_lenet "adapt.d=$d_a" "seed=$seed" "adapt.seed=$((1000 + seed))" \
+      "${EPOCHS_ARG[@]}" &
+  done
+done
+wait_all
+share 2
+for d_a in 100 300; do
+  for seed in $(seeds 0,1,2); do
+    export_once "first_d$d_a/seed$seed" "first_d$d_a/theta_seed$seed.pt"
+  done
+  sweep "from_d$d_a" +exp=reproject_lenet_mnist "theta_a=$HERE/first_d$d_a/theta_seed\${seed}.pt" "${EPOCHS_ARG[@]}" &
+done
+finish
