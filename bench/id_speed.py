@@ -1,8 +1,10 @@
-"""Benchmark: GPU TwoNN vs scikit-dimension, and ActivationID's share of training time (CIFAR ResNet-18, grokking).
+"""Benchmark: GPU TwoNN vs scikit-dimension, ID vs scale + overlap vs DADApy, ActivationID's share of training time.
 
-    python bench/id_speed.py --out results/ [--parts knn,resnet,grokking] [--quick] [--base-again]
+    python bench/id_speed.py --out results/ [--parts knn,scaling,probe,resnet,grokking] [--quick] [--base-again]
 
 Writes id_speed.json (updated after every measurement, so a cut-off run keeps what it finished).
+`scaling` compares with DADApy's numbers in bench/dadapy_reference.json (DADApy needs numpy < 2, so it was run
+on another machine's CPU by bench/dadapy_reference.py on the same data; the checksums show it is the same data).
 CIFAR-shaped data is random uint8 images written in torchvision's format (no CIFAR on the benchmark machine):
 the timings need the shapes, not the content.
 """
@@ -17,14 +19,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import skdim
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests"), str(REPO / "bench")]
 
+from dadapy_reference import checksum, reference_data  # noqa: E402
 from idlab.id.knn import SearchSpace, search_dtypes  # noqa: E402
-from idlab.id.twonn import two_nearest_distances, twonn, twonn_bootstrap  # noqa: E402
+from idlab.id.multiscale import id_scaling, neighbourhood_overlap  # noqa: E402
+from idlab.id.twonn import distinct_search, two_nearest_distances, twonn, twonn_bootstrap  # noqa: E402
 
 
 class Results:
@@ -58,7 +63,13 @@ def sync() -> None:
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median wall seconds over `repeats` calls (after one warm-up call) and the last result."""
+    """Median wall seconds over `repeats` calls (after one warm-up call) and the last result; 0: one cold call."""
+    if repeats == 0:
+        sync()
+        start = time.perf_counter()
+        result = fn()
+        sync()
+        return time.perf_counter() - start, result
     result = fn()
     times = []
     for _ in range(repeats):
@@ -119,6 +130,88 @@ def bench_knn(results: Results, sizes: list[int], features: list[int], skdim_bud
             del x, points
 
 
+def bench_scaling(results: Results, sizes: list[tuple[int, int]], reference: Path, repeats: int = 3) -> None:
+    """The whole GRIDE ID-vs-scale curve (range_max 64) plus label overlap (k 30) from one exact search, against
+    DADApy's CPU path on the same data; also each from its own search, and the decimated TwoNN curve."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dadapy = json.loads(reference.read_text()) if reference.is_file() else {"entries": []}
+    for n, f in sizes:
+        points, labels = reference_data(n, f)
+        x, y = torch.from_numpy(points).to(device), torch.from_numpy(labels).to(device)
+
+        def one_search():
+            found = distinct_search(x, 64)
+            return (id_scaling(found, 64), neighbourhood_overlap(found, y, 30),
+                    neighbourhood_overlap(found, y, 30, weighted=True), found)
+
+        shared_s, (curve, overlap, weighted, found) = timed(one_search, repeats)
+        separate_s, _ = timed(lambda: (id_scaling(x, 64), neighbourhood_overlap(x, y, 30)), repeats)
+        decimation_s, decimated = timed(lambda: id_scaling(x, 64, "twonn"), min(repeats, 2))
+        rows = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:200].to(device)
+        exact = torch.cdist(x[rows].double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist")
+        exact[torch.arange(200, device=device), rows] = float("inf")
+        reference_64 = torch.topk(exact, 64, largest=False).values
+        got_64 = found.neighbours().distances[rows, :64]
+        entry = {"N": n, "F": f, "curve_plus_overlap_one_search_s": shared_s, "each_own_search_s": separate_s,
+                 "twonn_decimation_s": decimation_s, "gride_ids": curve.ids.tolist(),
+                 "gride_errors": curve.errors.tolist(), "gride_scales": curve.scales.tolist(),
+                 "label_overlap": overlap, "label_overlap_weighted": weighted,
+                 "twonn_decimation_ids": decimated.ids.tolist(), "tiers": found.neighbours().tiers,
+                 "r1_to_r64_max_rel_err_vs_fp64_200_rows": float(((got_64 - reference_64).abs() / reference_64).max())}
+        theirs = next((e for e in dadapy["entries"] if (e["N"], e["F"]) == (n, f)), None)
+        if theirs is None:
+            entry["dadapy"] = f"no entry for N={n}, F={f} in {reference}"
+        elif theirs["checksum"] != checksum(points):
+            entry["dadapy"] = "data checksum differs from the DADApy run: not compared"
+        else:
+            relative = {key: float(np.max(np.abs(np.array(entry[key]) / np.array(theirs[key]) - 1)))
+                        for key in ("gride_ids", "gride_errors", "gride_scales")}
+            entry.update(dadapy_s=theirs["curve_plus_overlap_s"], dadapy_cpu=f"{dadapy.get('cpu_count')} cores, "
+                         f"{dadapy.get('date')}", speedup=theirs["curve_plus_overlap_s"] / shared_s,
+                         max_rel_diff_vs_dadapy=relative,
+                         label_overlap_diff_vs_dadapy=abs(overlap - theirs["label_overlap"]),
+                         weighted_overlap_diff_vs_dadapy=abs(weighted - theirs["label_overlap_weighted"]))
+        results.add("scaling", entry)
+        del x, y, found
+
+
+def bench_probe(results: Results, n: int, quick: bool) -> None:
+    """ResNet-18's probe forward (what dominates a cifar10_id measurement) under variants: time, and how far each
+    moves the activations and the IDs from the callback's default (eval, no_grad, NCHW, batch 1024, fp32)."""
+    from idlab.callbacks.activation_id import evaluation
+    from idlab.data.spec import DataSpec
+    from idlab.id.activations import collect_activations
+    from idlab.models.resnet import ResNet
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    model = ResNet(DataSpec("image", (3, 32, 32), 10), width=8 if quick else None).to(device)
+    x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
+    layers = ["layer3", "layer4", "pool"]
+
+    def forward(batch_size=1024, channels_last=False, autocast=False, inference=False):
+        def run():
+            inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            with evaluation(model), torch.inference_mode(inference), \
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                return collect_activations(model, model, layers, inputs, batch_size, device)
+        return run
+
+    conv_tf32 = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+    base_s, base = timed(forward(), 3)
+    ids = {layer: twonn(base[layer]) for layer in layers}
+    variants = [("inference_mode", forward(inference=True)), ("batch_2500", forward(batch_size=2500)),
+                ("channels_last_input", forward(channels_last=True)), ("bf16_autocast", forward(autocast=True))]
+    for name, variant in variants:
+        took, out = timed(variant, 3)
+        moved = max(float(((out[k].float() - base[k]).abs().max() / base[k].abs().max())) for k in layers)
+        results.add("probe_forward", {"variant": name, "N": n, "s": took, "default_s": base_s,
+                                      "speedup": base_s / took, "max_rel_activation_change": moved,
+                                      "twonn_change": {k: twonn(out[k].float()) - ids[k] for k in layers},
+                                      "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                                      "cudnn_conv_fp32_precision": conv_tf32})
+
+
 def skdim_spent_estimate(n: int, f: int) -> float:
     """Rough skdim TwoNN seconds on the benchmark CPU (O(N² F)), to stay inside the call's time limit."""
     return 40.0 * (n / 10_000) ** 2 * (f / 65_536) + 2.0 * (n / 10_000) ** 2
@@ -148,29 +241,27 @@ class EpochClock:
         return timed_fn
 
     def wrap(self, callback) -> None:
-        """Time the callback's measure(), its probe forward, each estimator call (by feature count) and report()."""
+        """Time the callback's measure(), its probe forward, the shared search and each estimator's readings (by
+        feature count), report() and the figures."""
         cb_module = sys.modules["idlab.callbacks.activation_id"]
-        twonn_module = sys.modules["idlab.id.twonn"]  # the package's `twonn` attribute is the function
 
         callback.measure = self.timing("measure", callback.measure)
         callback.report = self.timing("report", callback.report)
         callback.draw = self.timing("figure", callback.draw)
         cb_module.collect_activations = self.timing("probe_forward", cb_module.collect_activations)
-        search = twonn_module.distinct_search
+        search = cb_module.distinct_search
 
-        def recording_search(*args, **kwargs):
-            points, found = search(*args, **kwargs)
-            widths = torch.bincount(found.width).nonzero().flatten().tolist()
-            self.tiers.append({"F": int(points.shape[1]), **(found.neighbours().tiers or {}), "widths": widths})
-            return points, found
-        twonn_module.distinct_search = recording_search
+        def recording_search(points, k, candidates):
+            found = self.timing(f"search_k{k}_F{points.shape[1]}", search)(points, k, candidates)
+            widths = torch.bincount(found.search.width).nonzero().flatten().tolist()
+            self.tiers.append({"F": int(points.shape[1]), "k": k, **(found.neighbours().tiers or {}),
+                               "widths": widths})
+            return found
+        cb_module.distinct_search = recording_search
         for estimator in callback.estimators:
-            inner = estimator.__call__
-
-            class Timed(type(estimator)):
-                def __call__(self_, x, labels=None, _inner=inner):
-                    return self.timing(f"estimate_F{x.shape[1]}", _inner)(x, labels)
-            estimator.__class__ = Timed
+            def timed_read(x, labels=None, found=None, _inner=estimator.read, _tag=estimator.tag):
+                return self.timing(f"{_tag}_F{x.shape[1]}", _inner)(x, labels, found)
+            estimator.read = timed_read
 
     def summary(self) -> dict:
         """Median seconds per part, and the precision tiers seen."""
@@ -226,8 +317,9 @@ def cfg_data(cfg):
     return data
 
 
-def bench_resnet(results: Results, epochs: int, quick: bool) -> None:
-    """ResNet-18 on random CIFAR-shaped data: epoch time with and without ActivationID (6 layers, 10,000 points)."""
+def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = True) -> None:
+    """ResNet-18 on random CIFAR-shaped data: epoch time with and without ActivationID (6 layers, 10,000 points),
+    as shipped (TwoNN + ID vs scale + overlap) and, with `twonn_only`, with TwoNN alone (the earlier setting)."""
     from torchvision.datasets import CIFAR10
 
     from fake_datasets import write_cifar
@@ -240,7 +332,12 @@ def bench_resnet(results: Results, epochs: int, quick: bool) -> None:
         common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
     base = fit_timed(["+exp=cifar10"] + common, root / "base", "epoch")
     with_id = fit_timed(["+exp=cifar10_id"] + common, root / "id", "epoch")
-    results.add("resnet18_cifar", summarise(base, with_id, "per_epoch_s"))
+    entry = summarise(base, with_id, "per_epoch_s")
+    if twonn_only:
+        alone = fit_timed(["+exp=cifar10_id", "callbacks.activation_id.estimators=[twonn]"] + common, root / "tw",
+                          "epoch")
+        entry["twonn_only"] = summarise(base, alone, "per_epoch_s")
+    results.add("resnet18_cifar", entry)
 
 
 def bench_grokking(results: Results, steps: int, quick: bool, base_again: bool = False) -> None:
@@ -280,12 +377,17 @@ def main() -> None:
     """Parse arguments and run the chosen parts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("."))
-    parser.add_argument("--parts", default="knn,resnet,grokking")
+    parser.add_argument("--parts", default="knn,scaling,probe,resnet,grokking")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
     parser.add_argument("--skdim-budget", type=float, default=150.0, help="seconds of skdim CPU time at most")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--base-again", action="store_true", help="grokking: run the base fit again after the ID fit")
+    parser.add_argument("--no-twonn-only", action="store_true", help="resnet: skip the TwoNN-alone fit")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="scaling: timed calls after a warm-up (0: one cold call)")
+    parser.add_argument("--dadapy", type=Path, default=REPO / "bench" / "dadapy_reference.json",
+                        help="DADApy's results and CPU times (bench/dadapy_reference.py)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = Results(args.out / "id_speed.json")
@@ -293,8 +395,13 @@ def main() -> None:
     if "knn" in parts:
         sizes, features = ([300, 600], [64, 512]) if args.quick else ([2000, 10_000], [512, 8192, 65_536])
         bench_knn(results, sizes, features, args.skdim_budget)
+    if "scaling" in parts:
+        bench_scaling(results, [(600, 64)] if args.quick else [(10_000, 512), (10_000, 8192)], args.dadapy,
+                      args.repeats)
+    if "probe" in parts:
+        bench_probe(results, 300 if args.quick else 10_000, args.quick)
     if "resnet" in parts:
-        bench_resnet(results, args.epochs, args.quick)
+        bench_resnet(results, args.epochs, args.quick, not args.no_twonn_only)
     if "grokking" in parts:
         bench_grokking(results, args.steps, args.quick, args.base_again)
 

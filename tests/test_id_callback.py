@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,8 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from idlab.callbacks.activation_id import ActivationID
-from idlab.id.activations import match_layers, reduce_output
+import idlab.callbacks.activation_id as activation_id
+from idlab.callbacks.activation_id import ActivationID, evaluation
+from idlab.id import gride, id_scaling, neighbourhood_overlap, twonn_bootstrap
+from idlab.id.activations import collect_activations, match_layers, reduce_output
+from idlab.id.report import read_csv, scale_figure
+
+twonn_module = sys.modules["idlab.id.twonn"]  # the package's `twonn` attribute is the function
 
 
 class TinyNet(nn.Module):
@@ -92,7 +98,7 @@ def test_llid_is_the_last_layer_and_pid_the_peak(tmp_path: Path) -> None:
     assert float(trainer.callback_metrics["id/val/llid"]) == values[1]
     assert float(trainer.callback_metrics["id/val/pid"]) == max(values)
     rows = (tmp_path / "id.csv").read_text().splitlines()
-    assert rows[0] == "step,split,layer,estimator,value,std" and len(rows) == 3
+    assert rows[0] == "step,split,layer,estimator,value,std,scale" and len(rows) == 3
 
 
 def test_the_models_llid_layer_is_always_tracked_and_gives_llid(tmp_path: Path) -> None:
@@ -177,8 +183,100 @@ def test_probe_larger_than_the_split_is_named(tmp_path: Path) -> None:
         callback.setup(fake_trainer(tmp_path), module(), "fit")
 
 
+MULTISCALE = ["twonn", {"name": "gride", "n1": 2}, {"name": "id_scaling", "range_max": 16},
+              {"name": "overlap", "k": 10}]
+
+
+def recording_logger(figures: list[str], metrics: dict[str, float]) -> SimpleNamespace:
+    """A logger that records logged scalars and figure tags."""
+    return SimpleNamespace(log_metrics=lambda values, step: metrics.update(values),
+                           experiment=SimpleNamespace(add_figure=lambda tag, figure, step: figures.append(tag)))
+
+
+def test_gride_scaling_and_overlap_from_one_search_per_layer_and_split(tmp_path: Path, monkeypatch) -> None:
+    searches: list[int] = []
+    search = activation_id.distinct_search
+
+    def counted(points, k, candidates):
+        searches.append(k)
+        return search(points, k, candidates)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an estimator searched again instead of reusing the layer's search")
+
+    monkeypatch.setattr(activation_id, "distinct_search", counted)
+    monkeypatch.setattr(twonn_module, "distinct_search", forbidden)
+    figures: list[str] = []
+    metrics: dict[str, float] = {}
+    trainer, pl_module = fake_trainer(tmp_path), module()
+    trainer.loggers = [recording_logger(figures, metrics)]
+    callback = ActivationID(num_samples=250, splits=["val", "train"], estimators=MULTISCALE)
+    callback.setup(trainer, pl_module, "fit")
+    callback.measure(trainer, pl_module)
+    assert searches == [16] * 4, "one search per layer and split, deep enough for every estimator"
+    alone = ActivationID(num_samples=250, estimators=["twonn"])
+    alone.setup(trainer, pl_module, "fit")
+    searches.clear()
+    alone.measure(fake_trainer(tmp_path, step=1), pl_module)
+    assert searches == [2, 2], "TwoNN alone searches as deep as before"
+
+    monkeypatch.setattr(twonn_module, "distinct_search", search)
+    x, y = callback.probes["val"]
+    with evaluation(pl_module):
+        features = collect_activations(pl_module.net, pl_module.net, callback.layers, x, 64, torch.device("cpu"))
+    points = features["blocks.1"]
+    assert metrics["id/val/blocks.1"] == twonn_bootstrap(points).value
+    assert metrics["gride/val/blocks.1"] == gride(points, 2, 4).value
+    assert metrics["gride/val/blocks.1_std"] == gride(points, 2, 4).std
+    curve = id_scaling(points, 16)
+    assert [metrics[f"id_scaling/val/blocks.1/n{r}"] for r in (2, 4, 8, 16)] == curve.ids.tolist()
+    assert metrics["id_scaling/val/blocks.1/n16_std"] == curve.errors[-1]
+    assert metrics["overlap/val/blocks.1"] == neighbourhood_overlap(points, y, 10)
+    assert {"id/val/llid", "id/val/pid", "gride/val/llid", "gride/val/pid"} <= set(metrics)
+    assert not any(k.startswith(("id_scaling/val/llid", "overlap/val/llid")) for k in metrics)
+    assert sorted(figures) == ["id_profile", "id_scaling_vs_scale/blocks.0", "id_scaling_vs_scale/blocks.1",
+                               "overlap_profile"]
+
+    rows = read_csv(tmp_path / "id.csv")
+    scaling = [r for r in rows if r.split == "val" and r.layer == "blocks.1" and r.estimator.startswith("id_scaling")]
+    assert [r.estimator for r in scaling] == ["id_scaling/n2", "id_scaling/n4", "id_scaling/n8", "id_scaling/n16"]
+    assert [r.scale for r in scaling] == pytest.approx(curve.scales.tolist(), rel=1e-12)
+    assert [r.value for r in scaling] == pytest.approx(curve.ids.tolist(), rel=1e-12)
+    assert all(r.scale is None for r in rows if not r.estimator.startswith("id_scaling"))
+    scale_figure({"val": scaling}, "ID vs scale, drawn offline from id.csv")
+
+
+def test_an_estimator_can_be_limited_to_some_layers(tmp_path: Path) -> None:
+    trainer, pl_module = fake_trainer(tmp_path), module()
+    callback = ActivationID(num_samples=120, estimators=[
+        {"name": "twonn", "n_resamples": 0}, {"name": "id_scaling", "range_max": 8, "layers": ["blocks.1"]}])
+    callback.setup(trainer, pl_module, "fit")
+    callback.measure(trainer, pl_module)
+    assert {(r.layer, r.estimator.split("/")[0]) for r in read_csv(tmp_path / "id.csv")} == {
+        ("blocks.0", "twonn"), ("blocks.1", "twonn"), ("blocks.1", "id_scaling")}
+    bad = ActivationID(num_samples=120, estimators=[{"name": "overlap", "layers": ["blocks.*", "head"]}])
+    with pytest.raises(ValueError, match=r"estimator 'overlap': layers entry 'head' matches none of the tracked"):
+        bad.setup(fake_trainer(tmp_path), module(), "fit")
+
+
+def test_scale_and_neighbourhood_sizes_are_checked_against_the_probe_before_training(tmp_path: Path) -> None:
+    callback = ActivationID(num_samples=None, estimators=[{"name": "id_scaling", "range_max": 512}])
+    with pytest.raises(ValueError, match=r"the val probe \(300 points\) is too small for estimator 'id_scaling': "
+                                         r"range_max=512 needs more than 512 points, got N=300"):
+        callback.setup(fake_trainer(tmp_path), module(), "fit")
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"num_samples": 2}, "num_samples=2: TwoNN needs at least 3 probe points"),
+    ({"num_samples": 64, "estimators": ["id_scaling"]},
+     r"num_samples=64 is too small for estimator 'id_scaling': range_max=64 needs more than 64 points"),
+    ({"num_samples": 30, "estimators": ["overlap"]}, r"num_samples=30 is too small .* k=30 neighbours need more"),
+    ({"estimators": [{"name": "overlap", "k": 0}]}, r"k=0 must be a positive integer"),
+    ({"estimators": [{"name": "id_scaling", "range_max": 1}]}, r"range_max=1 must be an integer >= 2"),
+    ({"estimators": [{"name": "id_scaling", "method": "mle"}]}, r"method='mle' is not an ID-scaling method"),
+    ({"estimators": [{"name": "gride", "n1": 2, "n2": 2}]}, r"1 <= n1 < n2, got n1=2, n2=2"),
+    ({"estimators": [{"name": "gride", "layers": "pool"}]}, r"layers='pool' must be a non-empty list"),
+    ({"estimators": [{"name": "gride", "tag": "gride/2"}]}, r"may not contain '/'"),
     ({"estimators": ["twonn", "FastDANCo"]}, r"unknown estimator 'FastDANCo'; valid names: \['twonn'"),
     ({"every_n_steps": 10}, "set exactly one of callbacks.activation_id.every_n_steps"),
     ({"every_n_epochs": None}, "set exactly one of"),

@@ -26,7 +26,7 @@ def test_twonn_by_name_is_the_gpu_twonn_whatever_the_case() -> None:
     assert resampled.std is not None and resampled.value == pytest.approx(5, rel=0.1)
 
 
-@pytest.mark.parametrize("name,kwargs", [("lPCA", {}), ("MLE", {}), ("GRIDE", {})])
+@pytest.mark.parametrize("name,kwargs", [("lPCA", {}), ("MLE", {}), ("MOM", {})])
 def test_skdim_estimators_by_name_match_skdim_directly(name: str, kwargs: dict) -> None:
     x = subspace_points(4, n=600)
     ours = estimate(x, {"name": name, **kwargs}).value
@@ -43,9 +43,11 @@ def test_skdim_estimator_resampling_gives_a_spread() -> None:
 def test_unknown_estimator_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match=r"unknown estimator 'TwoNNN'.*'lPCA'.*") as error:
         make_estimator("TwoNNN")
-    for name in ("twonn", "coding_rate", "MLE", "GRIDE", "DANCo"):
+    for name in ("twonn", "gride", "id_scaling", "overlap", "coding_rate", "MLE", "DANCo"):
         assert name in str(error.value)
-    assert set(valid_names()) >= {"twonn", "coding_rate", "rate_reduction", "MLE", "lPCA", "GRIDE"}
+    assert set(valid_names()) >= {"twonn", "gride", "id_scaling", "overlap", "coding_rate", "rate_reduction", "MLE",
+                                  "lPCA"}
+    assert "GRIDE" not in valid_names() and "TwoNN" not in valid_names(), "native estimators shadow skdim's"
 
 
 @pytest.mark.parametrize("spec,message", [

@@ -72,14 +72,27 @@ def test_measuring_does_not_change_training(make_cfg) -> None:
 
 def test_grokking_experiment_tracks_attention_mlp_and_the_head_input_on_train_and_val(make_cfg) -> None:
     cfg = make_cfg("+exp=math_equations_id", "data.p=23", "trainer.max_epochs=-1", "trainer.max_steps=3",
-                   "callbacks.activation_id.every_n_steps=2", "callbacks.activation_id.figure=false")
+                   "callbacks.activation_id.every_n_steps=2")
     train(cfg)
-    scalars, _ = tensorboard_events(Path(cfg.paths.output_dir))
+    run = Path(cfg.paths.output_dir)
+    scalars, images = tensorboard_events(run)
+    layers = ("blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp")
     for split in ("train", "val"):
-        for layer in ("blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp", "ln_f", "llid", "pid"):
+        for layer in layers + ("ln_f", "llid", "pid"):
             assert sorted(scalars[f"id/{split}/{layer}"]) == [0, 2, 3]
         # LLID is the ID of the head's input (final norm of the residual stream), not of the last MLP branch.
         assert scalars[f"id/{split}/llid"] == scalars[f"id/{split}/ln_f"]
+        for layer in layers:
+            assert sorted(scalars[f"overlap/{split}/{layer}"]) == [0, 2, 3]
+            for rank in (2, 4, 8, 16, 32, 64):
+                assert sorted(scalars[f"id_scaling/{split}/{layer}/n{rank}"]) == [0, 2, 3]
+    assert {"id_profile", "overlap_profile"} | {f"id_scaling_vs_scale/{layer}" for layer in layers} <= set(images)
+    # id.csv holds each measurement's whole ID-vs-scale curve: a figure can be drawn from it offline
+    curve = [r for r in csv_rows(run) if r["step"] == "3" and r["split"] == "val" and r["layer"] == "blocks.1.mlp"
+             and r["estimator"].startswith("id_scaling/")]
+    assert [r["estimator"] for r in curve] == [f"id_scaling/n{2**i}" for i in range(1, 7)]
+    scales = [float(r["scale"]) for r in curve]
+    assert scales == sorted(scales) and all(float(r["value"]) > 0 and float(r["std"]) > 0 for r in curve)
 
 
 def test_layer_names_are_the_architectures_under_lora(make_cfg) -> None:

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from idlab.adapt.base import base_model
-from idlab.id.activations import REDUCTIONS, collect_activations, match_layers, module_names
+from idlab.id.activations import REDUCTIONS, collect_activations, match_layers, matches, module_names
 from idlab.id.estimators import Estimator, make_estimator
-from idlab.id.report import Measurement, append_csv, metrics_dict, profile_figure
+from idlab.id.report import Measurement, append_csv, metrics_dict, profile_figure, scale_figure
+from idlab.id.twonn import distinct_search
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -50,7 +51,12 @@ class ActivationID(pl.Callback):
         tags = [e.tag for e in self.estimators]
         if len(set(tags)) != len(tags):
             raise ValueError(f"estimator tags {tags} repeat; give repeated estimators distinct `tag:` values")
+        if any("/" in tag for tag in tags):
+            raise ValueError(f"estimator tags {tags}: a tag may not contain '/' (it separates a tag from its scale)")
+        if num_samples is not None:
+            check_probe_size(self.estimators, num_samples, f"num_samples={num_samples}")
         self.prefixes = prefixes_for(self.estimators)
+        self.applies: dict[str, list[str]] = {}
         self.sequence_reduction, self.batch_size = sequence_reduction, batch_size
         self.store = torch.device("cpu") if store_on_cpu else None
         self.csv_path, self.figure, self.figure_every = csv_path, figure, figure_every
@@ -78,6 +84,9 @@ class ActivationID(pl.Callback):
                                            self.sequence_reduction, torch.device("cpu"))
         self.layers = list(features)
         self.llid_layer = self.llid_layer or self.layers[-1]
+        self.applies = estimator_layers(self.estimators, self.layers)
+        for split, (x, _) in self.probes.items():
+            check_probe_size(self.estimators, len(x), f"the {split} probe ({len(x)} points)")
         sizes = {name: f.shape[1] for name, f in features.items()}
         log.info("ActivationID tracks %s (features per point; LLID = %s); probe sizes %s", sizes, self.llid_layer,
                  {s: len(p[0]) for s, p in self.probes.items()})
@@ -127,16 +136,30 @@ class ActivationID(pl.Callback):
                 log.warning("step %d: activations of %s are NaN/inf; activation ID skipped", step, broken)
                 return
             for layer, points in features.items():
-                for estimator in self.estimators:
-                    result = estimator(points, y)
-                    rows.append(Measurement(step, split, layer, estimator.tag, result.value, result.std))
+                rows += self.estimate(step, split, layer, points, y)
             del features
         self.report(trainer, rows, final)
+
+    def estimate(self, step: int, split: str, layer: str, points: torch.Tensor, y: torch.Tensor) -> list[Measurement]:
+        """Every estimator applying to the layer, the neighbour-based ones from ONE exact search of its points."""
+        estimators = [e for e in self.estimators if layer in self.applies[e.tag]]
+        need = max((e.neighbours for e in estimators), default=0)
+        candidates = max([e.candidates for e in estimators] + [need + max(2, need // 4)])
+        rows = []
+        try:
+            found = distinct_search(points, need, candidates) if need else None
+            for estimator in estimators:
+                for reading in estimator.read(points, y, found):
+                    name = f"{estimator.tag}/{reading.name}" if reading.name else estimator.tag
+                    rows.append(Measurement(step, split, layer, name, reading.value, reading.std, reading.scale))
+        except ValueError as error:
+            raise ValueError(f"ActivationID at step {step}, {split} probe, layer {layer!r}: {error}") from error
+        return rows
 
     def report(self, trainer: pl.Trainer, rows: list[Measurement], final: bool = False) -> None:
         """Log scalars to every logger at this global step, append id.csv, draw the profile every n-th time."""
         step = trainer.global_step
-        metrics = metrics_dict(rows, self.prefixes, [e.tag for e in self.estimators if e.is_id], self.layers,
+        metrics = metrics_dict(rows, self.prefixes, profiled_ids(self.estimators), self.layers,
                                self.llid_layer)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
@@ -148,17 +171,29 @@ class ActivationID(pl.Callback):
         self.reports += 1
 
     def draw(self, trainer: pl.Trainer, step: int, rows: list[Measurement]) -> None:
-        """Add the ID-vs-depth figure of the first ID estimator to every logger that takes figures."""
+        """Add the figures to every logger that takes them: ID vs depth (first ID estimator), overlap vs depth,
+        and ID vs scale per layer (per-scale estimators)."""
         self.unplotted = None
-        id_tags = [e.tag for e in self.estimators if e.is_id]
-        if not self.figure or not id_tags:
+        writers = [lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_figure")]
+        if not self.figure or not writers:
             return
-        for logger in trainer.loggers:
-            if hasattr(getattr(logger, "experiment", None), "add_figure"):
-                profiles = {split: [r for r in rows if r.split == split and r.estimator == id_tags[0]]
-                            for split in self.probes}
-                figure = profile_figure(profiles, f"{id_tags[0]} of activations, step {step}")
-                logger.experiment.add_figure(f"{self.prefixes[id_tags[0]]}_profile", figure, step)
+        figures = {}
+        id_tags = profiled_ids(self.estimators)
+        depth = [(e.tag, "intrinsic dimension") for e in self.estimators if id_tags and e.tag == id_tags[0]]
+        depth += [(e.tag, e.profile_label) for e in self.estimators if e.profile_label]
+        for tag, ylabel in depth:
+            profiles = {split: [r for r in rows if r.split == split and r.estimator == tag] for split in self.probes}
+            figures[f"{self.prefixes[tag]}_profile"] = profile_figure(profiles, f"{tag} of activations, step {step}",
+                                                                      ylabel)
+        for estimator in (e for e in self.estimators if e.per_scale):
+            for layer in self.applies[estimator.tag]:
+                curves = {split: [r for r in rows if r.split == split and r.layer == layer
+                                  and r.estimator.partition("/")[0] == estimator.tag] for split in self.probes}
+                title = f"{estimator.tag} of {layer}, step {step}"
+                figures[f"{self.prefixes[estimator.tag]}_vs_scale/{layer}"] = scale_figure(curves, title)
+        for writer in writers:
+            for tag, figure in figures.items():
+                writer.add_figure(tag, figure, step)
 
 
 def check_options(splits: Sequence[str], num_samples: int | None, every_n_steps: int | None,
@@ -184,9 +219,39 @@ def check_options(splits: Sequence[str], num_samples: int | None, every_n_steps:
 
 
 def prefixes_for(estimators: Sequence[Estimator]) -> dict[str, str]:
-    """Log prefix per estimator tag: `id` for the first ID estimator, the tag itself for the others."""
-    first_id = next((e.tag for e in estimators if e.is_id), None)
+    """Log prefix per estimator tag: `id` for the first single-valued ID estimator, the tag itself for the others."""
+    first_id = next(iter(profiled_ids(estimators)), None)
     return {e.tag: "id" if e.tag == first_id else e.tag for e in estimators}
+
+
+def profiled_ids(estimators: Sequence[Estimator]) -> list[str]:
+    """Tags of the ID estimators with one value per layer: they get LLID/PID and the ID-vs-depth profile."""
+    return [e.tag for e in estimators if e.is_id and not e.per_scale]
+
+
+def estimator_layers(estimators: Sequence[Estimator], layers: Sequence[str]) -> dict[str, list[str]]:
+    """Tracked layers each estimator applies to (its `layers:` globs, else all); a glob matching none is an error."""
+    applies = {}
+    for estimator in estimators:
+        chosen = list(layers)
+        if estimator.layers is not None:
+            for pattern in estimator.layers:
+                if not any(matches(pattern, layer) for layer in layers):
+                    raise ValueError(f"estimator {estimator.tag!r}: layers entry {pattern!r} matches none of the "
+                                     f"tracked layers {list(layers)}")
+            chosen = [layer for layer in layers if any(matches(p, layer) for p in estimator.layers)]
+        applies[estimator.tag] = chosen
+    return applies
+
+
+def check_probe_size(estimators: Sequence[Estimator], n: int, what: str) -> None:
+    """Raise, naming the option, if some estimator cannot run on n probe points (range_max, k, n2 too large)."""
+    for estimator in estimators:
+        try:
+            estimator.check_points(n)
+        except ValueError as error:
+            raise ValueError(f"callbacks.activation_id: {what} is too small for estimator {estimator.tag!r}: "
+                             f"{error}") from error
 
 
 def forward_module(pl_module: pl.LightningModule) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Turning per-layer measurements into logged scalars, an id.csv and an ID-vs-depth figure."""
+"""Turning per-layer measurements into logged scalars, an id.csv, ID/overlap-vs-depth and ID-vs-scale figures."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +12,11 @@ from matplotlib.figure import Figure
 
 @dataclass(frozen=True)
 class Measurement:
-    """One estimator's value on one layer's activations of one probe split at one training step."""
+    """One estimator's value on one layer's activations of one probe split at one training step.
+
+    A per-scale estimator writes one row per scale: `estimator` is `<tag>/n<rank>` and `scale` the mean neighbour
+    distance of that step (empty otherwise).
+    """
 
     step: int
     split: str
@@ -20,6 +24,7 @@ class Measurement:
     estimator: str
     value: float
     std: float | None = None
+    scale: float | None = None
 
 
 CSV_COLUMNS = tuple(f.name for f in fields(Measurement))
@@ -42,7 +47,8 @@ def metrics_dict(rows: Sequence[Measurement], prefixes: dict[str, str], id_estim
     layer) and pid per split for ID estimators."""
     metrics: dict[str, float] = {}
     for row in rows:
-        key = metric_key(prefixes[row.estimator], row.split, row.layer)
+        tag, _, at = row.estimator.partition("/")
+        key = metric_key(prefixes[tag], row.split, f"{row.layer}/{at}" if at else row.layer)
         metrics[key] = row.value
         if row.std is not None:
             metrics[key + "_std"] = row.std
@@ -71,8 +77,21 @@ def append_csv(path: str | os.PathLike, rows: Sequence[Measurement]) -> None:
         os.fsync(handle.fileno())
 
 
-def profile_figure(profiles: dict[str, Sequence[Measurement]], title: str) -> Figure:
-    """ID against layer depth, one line per probe split (error bars = resampling std), layers named on the x axis."""
+def read_csv(path: str | os.PathLike) -> list[Measurement]:
+    """The rows of an id.csv as Measurements (empty std/scale cells read as None), to redraw figures offline."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+
+    def number(text: str | None) -> float | None:
+        return None if text in (None, "") else float(text)
+
+    return [Measurement(int(r["step"]), r["split"], r["layer"], r["estimator"], float(r["value"]), number(r["std"]),
+                        number(r.get("scale"))) for r in rows]
+
+
+def profile_figure(profiles: dict[str, Sequence[Measurement]], title: str,
+                   ylabel: str = "intrinsic dimension") -> Figure:
+    """A measure against layer depth, one line per probe split (error bars = std), layers named on the x axis."""
     layers = list(dict.fromkeys(r.layer for rows in profiles.values() for r in rows))
     figure = Figure(figsize=(max(4.0, 0.6 * len(layers) + 2), 3.5))
     figure.subplots_adjust(bottom=0.35, left=0.12, right=0.97)
@@ -83,7 +102,24 @@ def profile_figure(profiles: dict[str, Sequence[Measurement]], title: str) -> Fi
         axes.errorbar(depth, [r.value for r in rows], yerr=errors, marker="o", capsize=3, label=split)
     axes.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
     axes.set_xlabel("layer (forward order)")
-    axes.set_ylabel("intrinsic dimension")
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
+    axes.legend(fontsize=8)
+    return figure
+
+
+def scale_figure(curves: dict[str, Sequence[Measurement]], title: str) -> Figure:
+    """ID against scale (mean neighbour distance, log axis), one line per probe split, error bars = standard error."""
+    figure = Figure(figsize=(4.5, 3.5))
+    figure.subplots_adjust(bottom=0.15, left=0.14, right=0.97)
+    axes = figure.add_subplot()
+    for split, rows in curves.items():
+        errors = [0.0 if r.std is None else r.std for r in rows]
+        axes.errorbar([r.scale for r in rows], [r.value for r in rows], yerr=errors, marker="o", capsize=3,
+                      label=split)
+    axes.set_xscale("log")
+    axes.set_xlabel("scale: mean neighbour distance")
+    axes.set_ylabel("intrinsic dimension")
+    axes.set_title(title, fontsize=9)
     axes.legend(fontsize=8)
     return figure

@@ -9,14 +9,15 @@ import torch
 from skdim.id import TwoNN
 
 from idlab.id.distances import exact_distances
-from idlab.id.knn import Neighbours, NeighbourSearch, check_points, default_device
+from idlab.id.knn import WIDEST, Neighbours, NeighbourSearch, check_points, default_device
 
 METHODS = ("linear", "mle")
 
 
 @dataclass(frozen=True)
 class IDEstimate:
-    """An estimate and its spread over resamples (std is None without resampling)."""
+    """An estimate and its spread: std over resamples (TwoNN bootstrap; None without resampling) or GRIDE's
+    standard error."""
 
     value: float
     std: float | None = None
@@ -59,26 +60,68 @@ def drop_duplicates(x: torch.Tensor, neighbours: Neighbours) -> torch.Tensor | N
     return torch.nonzero(keep).flatten()
 
 
-def distinct_search(x: torch.Tensor, candidates: int,
-                    chunk_size: int | None = None) -> tuple[torch.Tensor, NeighbourSearch]:
-    """(distinct points on the search device, their search with 2 certified per row); searches twice if duplicates."""
+@dataclass(frozen=True)
+class Neighbourhoods:
+    """Distinct points (exact duplicates collapsed) on the search device, their input rows, their exact search.
+
+    One search serves every neighbour-based measure of a point cloud (TwoNN, GRIDE at every scale, neighbourhood
+    overlap): the first `k` neighbours of every point are certified exact; measures that need more widen it.
+    """
+
+    points: torch.Tensor
+    rows: torch.Tensor | None  # input row of each distinct point; None when nothing was dropped
+    search: NeighbourSearch
+    inputs: int  # number of input rows
+
+    def neighbours(self) -> Neighbours:
+        """The current sorted exact lists (columns below `certified[i]` are exact for row i)."""
+        return self.search.neighbours()
+
+    def select(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-input-row values (e.g. labels), restricted to the distinct points, on the search device."""
+        values = values.to(self.points.device)
+        return values if self.rows is None else values[self.rows]
+
+
+def distinct_search(x: torch.Tensor, k: int = 2, candidates: int | None = None,
+                    chunk_size: int | None = None) -> Neighbourhoods:
+    """Exact search of the distinct rows of x with >= k certified neighbours each; searches twice if duplicates.
+
+    `candidates` exact distances are computed per row at first (default k + max(2, k // 4)); rows that need more
+    are widened up to max(32, 2k) before a more precise tier is tried. Fewer than k + 1 distinct points is an error.
+    """
     x = check_points(x).to(default_device(x)).contiguous()
-    search = NeighbourSearch(x, torch.arange(x.shape[0], device=x.device), candidates, chunk_size=chunk_size)
-    search.settle(2)
+    inputs = x.shape[0]
+    check_neighbour_count(k, inputs)
+    candidates = candidates or k + max(2, k // 4)
+
+    def search_all(points: torch.Tensor) -> NeighbourSearch:
+        search = NeighbourSearch(points, torch.arange(points.shape[0], device=points.device), max(candidates, k),
+                                 max(WIDEST, 2 * k), chunk_size=chunk_size)
+        search.settle(k)
+        return search
+
+    search = search_all(x)
     keep = drop_duplicates(x, search.neighbours())
     if keep is None:
-        return x, search
+        return Neighbourhoods(x, None, search, inputs)
     x = check_points(x[keep])
-    search = NeighbourSearch(x, torch.arange(x.shape[0], device=x.device), candidates, chunk_size=chunk_size)
-    search.settle(2)
-    return x, search
+    check_neighbour_count(k, x.shape[0], distinct=True)
+    return Neighbourhoods(x, keep, search_all(x), inputs)
+
+
+def check_neighbour_count(k: int, n: int, distinct: bool = False) -> None:
+    """Reject a neighbour count the points cannot supply (each point has n - 1 others)."""
+    if n < max(3, k + 1):
+        kind = "distinct points (exact duplicates collapsed)" if distinct else "points"
+        raise ValueError(f"{n} {kind} cannot give {k} neighbours each: need at least {max(3, k + 1)}")
 
 
 def distinct_neighbours(x: torch.Tensor, candidates: int = 10,
                         chunk_size: int | None = None) -> tuple[torch.Tensor, Neighbours]:
     """(points with exact duplicates removed, their neighbours); raises if fewer than 3 distinct points remain."""
-    points, search = distinct_search(x, candidates, chunk_size)
-    return points, search.neighbours()
+    found = distinct_search(x, candidates=candidates, chunk_size=chunk_size)
+    return found.points, found.neighbours()
 
 
 def within_subsets(points: torch.Tensor, search: NeighbourSearch, subsets: torch.Tensor) -> torch.Tensor:
@@ -95,15 +138,32 @@ def within_subsets(points: torch.Tensor, search: NeighbourSearch, subsets: torch
     return subsets_r1_r2(points, search.neighbours(), subsets)
 
 
-def two_nearest_distances(x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+def searched(x: torch.Tensor | Neighbourhoods, k: int, candidates: int | None = None,
+             chunk_size: int | None = None) -> Neighbourhoods:
+    """x's distinct-point search with >= k certified neighbours: x itself when it is one (settled further if needed)."""
+    if not isinstance(x, Neighbourhoods):
+        return distinct_search(x, k, candidates, chunk_size)
+    check_neighbour_count(k, x.points.shape[0], distinct=x.rows is not None)
+    if x.search.widest < k:
+        raise ValueError(f"this search keeps at most {x.search.widest} neighbours per point, {k} were asked for; "
+                         f"search again with distinct_search(x, k={k})")
+    x.search.widen(lambda rows: x.search.certified[rows] < k)
+    if bool((x.search.certified < k).any()):  # widening was not enough: search every row again at more precision
+        x.search.settle(k)
+    return x
+
+
+def two_nearest_distances(x: torch.Tensor | Neighbourhoods, chunk_size: int | None = None) -> torch.Tensor:
     """(N', 2) float64 tensor of exact (r1, r2) per distinct point: the input skdim TwoNN(dist=True) takes."""
-    _, search = distinct_search(x, candidates=4, chunk_size=chunk_size)
-    return search.neighbours().distances[:, :2]
+    return searched(x, 2, 4, chunk_size).neighbours().distances[:, :2]
 
 
-def twonn(x: torch.Tensor, discard_fraction: float = 0.1, method: str = "linear",
+def twonn(x: torch.Tensor | Neighbourhoods, discard_fraction: float = 0.1, method: str = "linear",
           chunk_size: int | None = None) -> float:
-    """TwoNN ID of the rows of x (N, F): exact neighbours on the GPU when there is one, skdim TwoNN's fit formulas."""
+    """TwoNN ID of the rows of x (N, F): exact neighbours on the GPU when there is one, skdim TwoNN's fit formulas.
+
+    x may also be a `distinct_search` result, whose neighbours are then reused.
+    """
     check_fit_options(discard_fraction, method)
     r = two_nearest_distances(x, chunk_size)
     return float(fit_twonn_batched(r[None], discard_fraction, method)[0])
@@ -116,7 +176,7 @@ def check_fraction(fraction: float) -> None:
 
 
 def twonn_bootstrap(
-    x: torch.Tensor,
+    x: torch.Tensor | Neighbourhoods,
     n_resamples: int = 20,
     fraction: float = 0.9,
     seed: int = 0,
@@ -124,12 +184,16 @@ def twonn_bootstrap(
     method: str = "linear",
     chunk_size: int | None = None,
 ) -> IDEstimate:
-    """Mean and std (ddof 0) of TwoNN over `n_resamples` random subsets of `fraction` of the points (Ansuini/Brown)."""
+    """Mean and std (ddof 0) of TwoNN over `n_resamples` random subsets of `fraction` of the points (Ansuini/Brown).
+
+    x may also be a `distinct_search` result, whose neighbours are then reused (and widened where a subset needs).
+    """
     check_fit_options(discard_fraction, method)
     if n_resamples < 1:
         raise ValueError(f"n_resamples={n_resamples} must be >= 1; use twonn() for a single estimate")
     check_fraction(fraction)
-    points, search = distinct_search(x, candidates=6, chunk_size=chunk_size)
+    found = searched(x, 2, 6, chunk_size)
+    points, search = found.points, found.search
     n = points.shape[0]
     size = round(fraction * n)
     if size < 3:
