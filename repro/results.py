@@ -137,7 +137,8 @@ class Sweep:
         if baseline == "global":
             from idlab.sweep.analysis import intrinsic_dimension
 
-            table = {v: list(self.points[v].values()) for v in values}
+            # one column per planned seed, NaN where it has no result (the analysis pairs seeds across values)
+            table = {v: [self.points[v].get(seed, float("nan")) for seed in self.seeds] for v in values}
             found = intrinsic_dimension(table, 1.0, self.threshold, n_boot=int(self.spec.get("bootstrap", 1000)))
             value, ci = found.value, (found.ci_low, found.ci_high)
         else:

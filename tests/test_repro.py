@@ -2,6 +2,7 @@
 only small files, every study runs end to end at smoke size, and docs/results.md states only what the runs show."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shlex
@@ -135,7 +136,7 @@ def test_a_real_sweep_stopped_by_the_budget_resumes_from_its_tarball_on_a_fresh_
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["runs"]["done"] == summary["runs"]["planned"] == 4, "3 ranks × 1 seed + 1 baseline"
-    rows = {r.split(",")[6]: r.split(",")[7] for r in (sweep / "results.csv").read_text().splitlines()[1:]}
+    rows = {r["key"]: r["run_dir"] for r in csv.DictReader((sweep / "results.csv").read_text().splitlines())}
     assert all(Path(rows[key]).name == folder for key, folder in kept.items()), "finished runs were not rerun"
     again = json.loads((second / "mini" / "lora_vs_subspace" / "repro.json").read_text())
     assert again["status"] == "done" and len(again["earlier_calls"]) == 1
