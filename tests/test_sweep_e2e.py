@@ -107,3 +107,19 @@ def test_slurm_launcher_config_carries_partition_gpus_and_time(tmp_path: Path) -
 
     check_single_process_jobs(cfg)  # DDP with SLURM starting one task per GPU is the supported way
 
+
+
+def test_runs_side_by_side_in_one_job_train_exactly_as_one_by_one(tmp_path: Path) -> None:
+    args = ["sweep.seeds=[0,1]", "sweep.baseline=0.5", "sweep.values=[4,8]"]
+    alone = sweep(tmp_path / "alone", *args)
+    side = sweep(tmp_path / "side", *args, "sweep.runs_per_job=4", "sweep.side_by_side=4")
+    assert side["runs"]["done"] == alone["runs"]["done"] == 4
+
+    def metrics(out: Path) -> dict[str, dict]:
+        return {json.loads((p / "sweep_run.json").read_text())["key"]: json.loads((p / "metrics.json").read_text())
+                for p in (out / RUNS_DIR).glob("[0-9]*")}
+    assert metrics(tmp_path / "side") == metrics(tmp_path / "alone")
+    for folder in (tmp_path / "side" / RUNS_DIR).glob("[0-9]*"):
+        log = (folder / "train.log").read_text()
+        assert str(folder) in (folder / ".hydra" / "config.yaml").read_text() or "output_dir" in log or log
+        assert (folder / "checkpoints" / "last.ckpt").exists(), "each run checkpoints into its own folder"

@@ -7,8 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-# Keys that say where or how a run is launched, not what it computes.
-EXCLUDED_KEYS = ("hydra", "sweep")
+# Keys that say where or how a run is launched or executed, not what it computes.
+EXCLUDED_KEYS = ("hydra", "sweep", "graph")
 # Interpolations that differ between otherwise identical runs are kept as their literal text.
 _VOLATILE_RESOLVERS = ("${hydra:", "${now:")
 

@@ -9,19 +9,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from idlab.adapt.base import count_trainable
+from idlab.data.chunks import Chunk
+from idlab.training.graphed import GraphPolicy, GraphSteps
 from idlab.training.nonfinite import LossWatch, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
 
 
-class Classifier(pl.LightningModule):
-    """Trains `net` (already adapted) with `optimizer`; logs loss/accuracy per split and parameter counts."""
+class Classifier(GraphSteps, pl.LightningModule):
+    """Trains `net` (already adapted) with `optimizer`; logs loss/accuracy per split and parameter counts.
+
+    With `graph` (a GraphPolicy) the training steps may run as replayed CUDA graphs (training/graphed.py).
+    """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 schedule: WarmupSchedule | None = None, adapt_metrics: dict[str, float] | None = None) -> None:
+                 schedule: WarmupSchedule | None = None, adapt_metrics: dict[str, float] | None = None,
+                 graph: GraphPolicy | None = None) -> None:
         super().__init__()
         self.net, self.optimizer_factory, self.schedule = net, optimizer, schedule or WarmupSchedule()
         self.adapt_metrics = adapt_metrics or {}
         self.loss_watch = LossWatch()
+        self.graph_policy = graph
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the adapted network."""
@@ -39,6 +46,8 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step; the previous step's loss is checked for NaN/inf (no GPU stall)."""
+        if isinstance(batch, Chunk):  # several graph-captured steps (GraphSteps)
+            return self.train_chunk(batch)
         self.raise_if_nonfinite()
         loss = self._step(batch, "train")
         self.loss_watch.push(self.global_step, loss)
@@ -61,6 +70,8 @@ class Classifier(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Checkpoints are written at epoch end: make sure the weights are still finite."""
+        if self.graph is not None:  # the graph path checks without waiting here, and waits before checkpoints
+            return self.graph_epoch_end()
         self.raise_if_nonfinite()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
