@@ -43,6 +43,7 @@ class FitTimer:
 
     def __init__(self) -> None:
         self.t: dict[str, float] = {"created": time.time()}
+        self.graph_steps = ()  # acts on the first batch, whichever steps it holds: chunking stays on
         self.val_s = 0.0
         self._val0 = 0.0
 

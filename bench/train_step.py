@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,7 @@ class WindowTimer(pl.Callback):
 
     def __init__(self, warmup: int) -> None:
         self.warmup, self.t0, self.s0, self.t1, self.s1 = warmup, None, None, None, None
+        self.graph_steps = (warmup,)  # the graph path starts a Lightning batch there (training/graphed.py)
         self.epochs: list[tuple[float, int]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
@@ -83,8 +85,17 @@ def framework_step(overrides: list[str], mode: str, steps: int, warmup: int, dat
     trainer = build_trainer(cfg)
     timer = WindowTimer(warmup)
     trainer.callbacks.append(timer)
-    trainer.fit(module, datamodule=data)
-    return {"ms": timer.per_step() * 1e3, "epoch_median_ms": (timer.epoch_median() or float("nan")) * 1e3}, module, data
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("idlab.training.graphed").addHandler(handler)
+    logging.getLogger("idlab.training.graphed").setLevel(logging.INFO)
+    try:
+        trainer.fit(module, datamodule=data)
+    finally:
+        logging.getLogger("idlab.training.graphed").removeHandler(handler)
+    return {"ms": timer.per_step() * 1e3, "epoch_median_ms": (timer.epoch_median() or float("nan")) * 1e3,
+            "graph_log": said}, module, data
 
 
 def batch_source(data, device: torch.device):  # noqa: ANN001, ANN201
@@ -173,6 +184,7 @@ def main() -> None:
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every case's timed steps")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_train_step"))
     parser.add_argument("--only", nargs="*", default=[])
+    parser.add_argument("--eager-steps", type=int, default=400, help="at most this many timed eager steps")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     data_dir = tempfile.mkdtemp()
@@ -192,9 +204,10 @@ def main() -> None:
         steps = max(10, int(steps * args.steps_scale))
         row = {}
         try:
-            row["idlab_eager"], module, data = framework_step(overrides, "off", min(steps, 400), warmup, data_dir)
+            row["idlab_eager"], module, data = framework_step(overrides, "off", min(steps, args.eager_steps), warmup,
+                                                               data_dir)
             row["idlab_graph"], module, data = framework_step(overrides, "on", steps, warmup, data_dir)
-            row["plain_eager_ms"] = plain_eager(module, data, min(steps, 400), 20) * 1e3
+            row["plain_eager_ms"] = plain_eager(module, data, min(steps, args.eager_steps), 20) * 1e3
             row["plain_graph_ms"] = plain_graph(module, data, steps, 20) * 1e3
         except Exception as err:  # noqa: BLE001 - report and go on with the other cases
             import traceback

@@ -197,3 +197,22 @@ def test_chunk_sampler_regroups_the_same_batches() -> None:
     assert len(sampler) == len(expected) == sum(c.steps for c in chunks)
     assert [c.start for c in chunks] == [100 + sum(c.steps for c in chunks[:i]) for i in range(len(chunks))]
     assert all(torch.equal(a, b) and s == t for (a, s), (b, t) in zip(rows, expected))
+
+
+class AtStep(pl.Callback):
+    """A per-batch callback that names the one step it acts on (`graph_steps`), so chunking stays on."""
+
+    last: "AtStep | None" = None
+
+    def __init__(self) -> None:
+        self.graph_steps, self.ends = (7,), []
+        AtStep.last = self
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        self.ends.append(trainer.global_step)
+
+
+def test_a_callback_naming_its_steps_keeps_chunks_and_sees_them(make_cfg, one_thread) -> None:
+    train(make_cfg(*COMMON, "graph.mode=emulate", "model.width=16", "+callbacks.at._target_=test_graphed.AtStep"))
+    ends = AtStep.last.ends
+    assert 7 in ends and ends[-1] == 32 and len(ends) < 32

@@ -189,6 +189,7 @@ def cadence(trainer: "pl.Trainer") -> Cadence:
     if trainer.loggers:
         out.log_every = int(trainer.log_every_n_steps)
     for callback in trainer.callbacks:
+        out.steps |= set(getattr(callback, "graph_steps", ()))
         if isinstance(callback, ModelCheckpoint) and callback._every_n_train_steps:  # noqa: SLF001
             out.every.add(int(callback._every_n_train_steps))  # noqa: SLF001
         elif isinstance(callback, Snapshots):
@@ -199,11 +200,13 @@ def cadence(trainer: "pl.Trainer") -> Cadence:
 
 
 def _known(callback: Callback) -> bool:
-    """Callbacks whose batch hooks `cadence` accounts for (or which only draw progress)."""
+    """Callbacks whose batch hooks `cadence` accounts for (or which only draw progress). Any callback can say
+    which global steps its batch hooks need to see a batch start at with an attribute `graph_steps`."""
     from idlab.callbacks.activation_id import ActivationID
     from idlab.callbacks.snapshots import Snapshots
 
-    return isinstance(callback, (ModelCheckpoint, LearningRateMonitor, ProgressBar, Snapshots, ActivationID))
+    return hasattr(callback, "graph_steps") or isinstance(
+        callback, (ModelCheckpoint, LearningRateMonitor, ProgressBar, Snapshots, ActivationID))
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
