@@ -113,11 +113,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_graph_check"))
     parser.add_argument("--only", nargs="*", default=[])
-    parser.add_argument("--trainer", default="gpu", help="trainer config (cpu + --graph-mode emulate: a CPU smoke test)")
+    parser.add_argument("--trainer", default="gpu",
+                        help="trainer config (cpu with --graph-mode emulate: a CPU smoke test)")
     parser.add_argument("--graph-mode", default="on")
+    parser.add_argument("--extra", nargs="*", default=[],
+                        help="overrides for every case, e.g. trainer.deterministic=true")
     args = parser.parse_args()
     global TRAINER, GRAPH_MODE
     TRAINER, GRAPH_MODE = args.trainer, args.graph_mode
+    COMMON.extend(args.extra)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("idlab.training.graphed").setLevel(logging.INFO)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +133,8 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     results, lines = {}, [f"device: {device}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}", "",
                           "| case | captured sizes | graph vs eager: max Δw/max w | val/acc eager → graph | "
-                          "test/acc eager → graph | graph vs emulate | wall eager / graph s |", "|---|---|---|---|---|---|---|"]
+                          "test/acc eager → graph | graph vs emulate | wall eager / graph s |",
+                          "|---|---|---|---|---|---|---|"]
     for name, overrides in CASES.items():
         if args.only and not any(s in name for s in args.only):
             continue

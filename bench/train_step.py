@@ -73,7 +73,8 @@ class WindowTimer(pl.Callback):
         return statistics.median(spans) if spans else None
 
 
-def framework_step(overrides: list[str], mode: str, steps: int, warmup: int, data_dir: str) -> tuple[dict, object, object]:
+def framework_step(overrides: list[str], mode: str, steps: int, warmup: int,
+                   data_dir: str) -> tuple[dict, object, object]:
     """idlab's objects (same trainer config as train.py, no validation, no checkpoints) for warmup + steps."""
     cfg = compose_config([*overrides, f"paths.data_dir={data_dir}", "trainer=gpu", "trainer.max_epochs=-1",
                           f"trainer.max_steps={warmup + steps}", "trainer.limit_val_batches=0",

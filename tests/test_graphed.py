@@ -169,14 +169,14 @@ def test_bad_graph_settings_are_named(kwargs: dict, match: str) -> None:
 
 
 def test_chunks_end_where_loggers_and_callbacks_act() -> None:
-    cadence = Cadence(every={20}, steps={13}, log_every=5, max_steps=30)
+    cadence = Cadence(every={20}, steps={13}, log_every=5, max_steps=30, last=31)
     lengths = split_steps(0, 32, 8, cadence)
     ends = [sum(lengths[: i + 1]) for i in range(len(lengths))]
     assert sum(lengths) == 32 and max(lengths) <= 8
     assert {4, 5, 9, 10, 13, 14, 15, 19, 20, 24, 25, 29, 30, 31, 32} <= set(ends) | {0}  # batch starts
     assert [ends[i + 1] - ends[i] for i in range(len(ends) - 1) if ends[i] % 5 == 4] == \
            [1] * sum(1 for e in ends[:-1] if e % 5 == 4), "a step ≡ n-1 (mod n) runs alone"
-    assert lengths[-1] == 1, "the epoch's last step runs alone"
+    assert lengths[-1] == 1, "the run's last step runs alone"
 
 
 def test_chunk_sampler_regroups_the_same_batches() -> None:

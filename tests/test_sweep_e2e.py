@@ -118,8 +118,10 @@ def test_runs_side_by_side_in_one_job_train_exactly_as_one_by_one(tmp_path: Path
     def metrics(out: Path) -> dict[str, dict]:
         return {json.loads((p / "sweep_run.json").read_text())["key"]: json.loads((p / "metrics.json").read_text())
                 for p in (out / RUNS_DIR).glob("[0-9]*")}
-    assert metrics(tmp_path / "side") == metrics(tmp_path / "alone")
-    for folder in (tmp_path / "side" / RUNS_DIR).glob("[0-9]*"):
-        log = (folder / "train.log").read_text()
-        assert str(folder) in (folder / ".hydra" / "config.yaml").read_text() or "output_dir" in log or log
+    assert metrics(tmp_path / "side") == metrics(tmp_path / "alone"), "same init, same data order, same result"
+    folders = sorted((tmp_path / "side" / RUNS_DIR).glob("[0-9]*"))
+    for folder in folders:
         assert (folder / "checkpoints" / "last.ckpt").exists(), "each run checkpoints into its own folder"
+        log = (folder / "train.log").read_text()
+        assert f"{folder}/checkpoints/best.ckpt" in log, "each run's train.log holds its own lines"
+        assert not any(f"{other}/checkpoints" in log for other in folders if other != folder), "and no other's"

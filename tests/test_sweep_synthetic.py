@@ -245,7 +245,7 @@ def test_packed_runs_share_one_job_yet_keep_their_folders_records_and_failures(
     assert len(heads) == 3, "8 runs in jobs of 3: three launched jobs carry the other five"
     for folder in folders:
         assert (folder / ".hydra" / "config.yaml").exists() and (folder / "sweep_run.json").exists()
-        assert f"hydra.sweep.subdir" not in (folder / ".hydra" / "overrides.yaml").read_text()
+        assert "hydra.sweep.subdir" not in (folder / ".hydra" / "overrides.yaml").read_text()
     pids = {json.loads((f / "sweep_run.json").read_text())["pid"] for f in folders}
     assert pids == {os.getpid()}, "the basic launcher runs every job, and so every member, in this process"
     monkeypatch.delenv("SYNTHETIC_FAIL_AT")

@@ -61,24 +61,22 @@ class Cadence:
     steps: set[int] = field(default_factory=set)  # these steps
     log_every: int = 0  # step ≡ n-1 (mod n) runs alone: Lightning logs that step's values and its lr
     max_steps: int = -1
+    last: int = -1  # the run's last step runs alone: the step values Lightning keeps at the end are that step's
 
     def cut(self, step: int) -> bool:
         """Whether a Lightning batch must start at global step `step`."""
-        if step in self.steps or step == self.max_steps or any(step % m == 0 for m in self.every):
+        if step in self.steps or step in (self.max_steps, self.last) or any(step % m == 0 for m in self.every):
             return True
         n = self.log_every
         return n > 0 and step % n in (0, n - 1)
 
 
 def split_steps(start: int, count: int, longest: int, cadence: Cadence) -> list[int]:
-    """Chunk lengths covering `count` steps from global step `start`: at most `longest`, cut at the cadence.
-
-    The epoch's last step runs alone too, so the step values Lightning keeps at epoch end are that step's.
-    """
+    """Chunk lengths covering `count` steps from global step `start`: at most `longest`, cut at the cadence."""
     lengths, step, end = [], start, start + count
     while step < end:
         stop = step + 1
-        while stop < end - 1 and stop - step < longest and not cadence.cut(stop):
+        while stop < end and stop - step < longest and not cadence.cut(stop):
             stop += 1
         lengths.append(stop - step)
         step = stop
@@ -277,6 +275,8 @@ class GraphRunner(ChunkPlan):
 
     def split(self, start: int, count: int) -> list[int]:
         """Chunks of at most `longest` steps, cut at the cadence."""
+        if self.cadence.last < 0:
+            self.cadence.last = int(self.trainer.estimated_stepping_batches) - 1
         return split_steps(start, count, self.longest, self.cadence)
 
     def limit(self, batches: int) -> int:
