@@ -1,9 +1,12 @@
 """End-to-end sweep throughput: Li et al.'s MNIST FC d-grid (10 values × 3 seeds + 3 baselines) on mnist_mini.
 
-python bench/sweep_throughput.py [--jobs 12] [--epochs 100] [--out DIR] [--extra OVERRIDE ...]
-Runs `python sweep.py` with the joblib launcher (several runs share the GPU, data held on the device) and
-breaks the wall time down into planning, worker start-up, training runs and reporting; samples GPU utilisation.
-Prints a markdown row for docs/benchmarks.md and writes bench.json next to the sweep folder.
+python bench/sweep_throughput.py [--jobs 12] [--runs-per-job 1] [--side-by-side 1] [--launcher joblib]
+                                 [--epochs 100] [--out DIR] [--extra OVERRIDE ...]
+Runs `python sweep.py` (joblib: `--jobs` worker processes share the GPU; each launched job runs `--runs-per-job`
+runs, `--side-by-side` of them at once in threads; data held on the device) and breaks the wall time down into
+planning, worker start-up, per-run set-up (split into its phases, and into a process's first run vs later runs),
+training and reporting; samples GPU utilisation. Prints a markdown row for docs/benchmarks.md and writes
+bench_<label>.json next to the sweep folder.
 """
 from __future__ import annotations
 
@@ -23,13 +26,15 @@ LI_MNIST_FC_D = [10, 50, 100, 300, 500, 750, 1000, 2000, 3000, 4000]  # Li et al
 
 
 def sweep_command(sweep_dir: Path, jobs: int, epochs: int, values: list[int], seeds: list[int],
-                  extra: list[str]) -> list[str]:
+                  extra: list[str], runs_per_job: int = 1, side_by_side: int = 1,
+                  launcher: str = "joblib") -> list[str]:
     """sweep.py over adapt.d for FC 784-200-200-10 (D = 199,210) with Adam, as in Li et al."""
+    launch = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if launcher == "joblib" else []
     return [sys.executable, str(REPO / "sweep.py"), "data=mnist_mini", "model=fc", "adapt=subspace",
             "optim=adam", "trainer=gpu", f"trainer.max_epochs={epochs}", "++callbacks.progress_bar=null",
             "+trainer.enable_progress_bar=false", "sweep.param=adapt.d", f"sweep.values=[{','.join(map(str, values))}]",
             f"sweep.seeds=[{','.join(map(str, seeds))}]", "sweep.baseline=full", f"sweep.dir={sweep_dir}",
-            "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}",
+            f"sweep.runs_per_job={runs_per_job}", f"sweep.side_by_side={side_by_side}", *launch,
             "+callbacks.fit_timer._target_=sweep_throughput.make_fit_timer", *extra]
 
 
@@ -38,14 +43,24 @@ class FitTimer:
 
     def __init__(self) -> None:
         self.t: dict[str, float] = {"created": time.time()}
+        self.graph_steps = ()  # acts on the first batch, whichever steps it holds: chunking stays on
         self.val_s = 0.0
         self._val0 = 0.0
 
     def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001 - Lightning hook signature
-        self.t.setdefault(f"setup_{stage}", time.time())
+        self.t.setdefault(f"setup_{getattr(stage, 'value', stage)}", time.time())
 
     def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
         self.t["train_start"] = time.time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if "first_batch" not in self.t:  # the first Lightning batch done on the GPU (warm-up, capture, JIT)
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.current_stream().synchronize()
+            self.t["first_batch"] = time.time()
+            self.t["first_batch_steps"] = trainer.global_step
 
     def on_validation_start(self, trainer, pl_module) -> None:  # noqa: ANN001
         self._val0 = time.time()
@@ -104,9 +119,22 @@ def breakdown(sweep_dir: Path, t_start: float, t_end: float, jobs: int) -> dict:
                          "finished": record["finished"], "steps": metrics.get("global_step", 0.0),
                          "status": record["status"], "setup": timing["train_start"] - record["started"],
                          "loop": timing["train_end"] - timing["train_start"], "val": timing["val_s"],
-                         "after": record["finished"] - timing["train_end"]})
+                         "after": record["finished"] - timing["train_end"], "pid": record.get("pid"),
+                         "build": timing["created"] - record["started"],
+                         "trainer": timing.get("setup_fit", timing["created"]) - timing["created"],
+                         "fit_setup": timing["train_start"] - timing.get("setup_fit", timing["created"]),
+                         "first_batch": timing.get("first_batch", timing["train_start"]) - timing["train_start"]})
     if not runs:
         return {"runs": 0}
+    first_of_process = set()
+    for pid in {r["pid"] for r in runs}:
+        first_of_process.add(id(min((r for r in runs if r["pid"] == pid), key=lambda r: r["started"])))
+    firsts = [r for r in runs if id(r) in first_of_process]
+    later = [r for r in runs if id(r) not in first_of_process]
+
+    def phases(group: list[dict]) -> dict:
+        return {k: statistics.median(r[k] for r in group) for k in ("setup", "build", "trainer", "fit_setup",
+                                                                      "first_batch")} if group else {}
     walls = [r["wall"] for r in runs]
     steps = sum(r["steps"] for r in runs)
     first_start, last_end = min(r["started"] for r in runs), max(r["finished"] for r in runs)
@@ -122,23 +150,32 @@ def breakdown(sweep_dir: Path, t_start: float, t_end: float, jobs: int) -> dict:
         "ms_per_step_median": 1000 * statistics.median((r["loop"] - r["val"]) / max(r["steps"], 1) for r in runs),
         "steps_total": steps, "aggregate_steps_per_s": steps / (last_end - first_start),
         "parallel_efficiency": sum(walls) / (jobs * (last_end - first_start)),
+        "processes": len({r["pid"] for r in runs}),
+        "setup_phases_median_s": {"all": phases(runs), "first_run_of_a_process": phases(firsts),
+                                  "later_runs": phases(later)},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=12, help="joblib n_jobs: runs sharing the GPU at once")
+    parser.add_argument("--jobs", type=int, default=12, help="joblib n_jobs: worker processes sharing the GPU")
+    parser.add_argument("--runs-per-job", type=int, default=1, help="sweep.runs_per_job")
+    parser.add_argument("--side-by-side", type=int, default=1, help="sweep.side_by_side (threads per job)")
+    parser.add_argument("--launcher", choices=("joblib", "basic"), default="joblib")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--values", type=int, nargs="+", default=LI_MNIST_FC_D)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_sweep")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_sweep", help="results (json, log)")
+    parser.add_argument("--work", type=Path, default=None, help="where the sweep folder goes (default: --out)")
     parser.add_argument("--timeout", type=float, default=480.0, help="give up after this many seconds")
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run (e.g. trainer=cpu)")
     args = parser.parse_args()
 
-    sweep_dir = args.out / f"jobs{args.jobs}"
+    label = f"{args.launcher}{args.jobs if args.launcher == 'joblib' else ''}_r{args.runs_per_job}_s{args.side_by_side}"
+    sweep_dir = (args.work or args.out) / label
     shutil.rmtree(sweep_dir, ignore_errors=True)  # a benchmark measures a cold sweep, not a resume
-    command = sweep_command(sweep_dir, args.jobs, args.epochs, args.values, args.seeds, args.extra)
+    command = sweep_command(sweep_dir, args.jobs, args.epochs, args.values, args.seeds, args.extra,
+                            args.runs_per_job, args.side_by_side, args.launcher)
     sampler = GpuSampler()
     sampler.start()
     t_start = time.time()
@@ -151,8 +188,10 @@ def main() -> None:
                                            stderr=str(err.stderr or ""))
     t_end = time.time()
     sampler.stop.set()
+    parallel = args.jobs * args.side_by_side if args.launcher == "joblib" else args.side_by_side
     result = {"command": " ".join(command[1:]), "returncode": proc.returncode, "wall_s": t_end - t_start,
-              "jobs": args.jobs, "epochs": args.epochs, **breakdown(sweep_dir, t_start, t_end, args.jobs)}
+              "label": label, "jobs": args.jobs, "runs_per_job": args.runs_per_job, "side_by_side": args.side_by_side,
+              "epochs": args.epochs, **breakdown(sweep_dir, t_start, t_end, parallel)}
     if sampler.samples:
         result["gpu_util_mean_pct"] = statistics.mean(u for u, _ in sampler.samples)
         result["gpu_mem_max_mib"] = max(m for _, m in sampler.samples)
@@ -162,10 +201,11 @@ def main() -> None:
         result["d_int90"] = summary["d_int90"]["value"]
         result["d_int90_ci95"] = summary["d_int90"]["ci95"]
         result["baseline"] = summary["baseline"]["value"]
-    (args.out / f"bench_jobs{args.jobs}.json").write_text(json.dumps(result, indent=2))
-    print(proc.stdout[-3000:], proc.stderr[-3000:] if proc.returncode else "", sep="\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"bench_{label}.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"sweep_{label}.log").write_text(proc.stdout[-20000:] + "\n" + proc.stderr[-20000:])
     print(json.dumps(result, indent=2))
-    print(f"| {args.jobs} jobs | {result['wall_s']:.0f} s | {result.get('runs', 0)} runs | "
+    print(f"| {label} | {result['wall_s']:.1f} s | {result.get('runs', 0)} runs | "
           f"run median {result.get('run_wall_median_s', 0):.1f} s | "
           f"setup {result.get('run_setup_median_s', 0):.1f} s | {result.get('ms_per_step_median', 0):.2f} ms/step | "
           f"GPU util {result.get('gpu_util_mean_pct', float('nan')):.0f} % | d_int90 {result.get('d_int90')} |")

@@ -129,3 +129,21 @@ def test_a_sweep_where_every_run_diverges_still_reports_every_planned_seed_at_ev
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 6 and all(r["status"] == "done" and r["diverged"] == "1" and r["metric"] for r in rows)
     assert describe(summary).count("DIVERGED") == 6
+
+
+def test_runs_side_by_side_in_one_job_train_exactly_as_one_by_one(tmp_path: Path) -> None:
+    args = ["sweep.seeds=[0,1]", "sweep.baseline=0.5", "sweep.values=[4,8]"]
+    alone = sweep(tmp_path / "alone", *args)
+    side = sweep(tmp_path / "side", *args, "sweep.runs_per_job=4", "sweep.side_by_side=4")
+    assert side["runs"]["done"] == alone["runs"]["done"] == 4
+
+    def metrics(out: Path) -> dict[str, dict]:
+        return {json.loads((p / "sweep_run.json").read_text())["key"]: json.loads((p / "metrics.json").read_text())
+                for p in (out / RUNS_DIR).glob("[0-9]*")}
+    assert metrics(tmp_path / "side") == metrics(tmp_path / "alone"), "same init, same data order, same result"
+    folders = sorted((tmp_path / "side" / RUNS_DIR).glob("[0-9]*"))
+    for folder in folders:
+        assert (folder / "checkpoints" / "last.ckpt").exists(), "each run checkpoints into its own folder"
+        log = (folder / "train.log").read_text()
+        assert f"{folder}/checkpoints/best.ckpt" in log, "each run's train.log holds its own lines"
+        assert not any(f"{other}/checkpoints" in log for other in folders if other != folder), "and no other's"

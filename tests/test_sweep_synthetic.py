@@ -304,3 +304,31 @@ def test_out_of_range_values_fail_before_anything_is_launched(config_dir: Path, 
     with pytest.raises(SweepConfigError, match="adapt.d=10000 does not work for this model.*D=5000"):
         run_sweep(config_dir, [f"sweep.dir={out}"], config_name="task", task=synthetic_task, validate=reject_large_d)
     assert not (out / RUNS_DIR).exists() or not run_folders(out)
+
+
+def test_packed_runs_share_one_job_yet_keep_their_folders_records_and_failures(
+        config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTHETIC_FAIL_AT", "1000")
+    alone = sweep(config_dir, tmp_path / "alone")
+    packed_dir = tmp_path / "packed"
+    packed = sweep(config_dir, packed_dir, "sweep.runs_per_job=3")
+    assert packed["points"] == alone["points"] and packed["runs"] == alone["runs"] == \
+        {"done": 7, "failed": 1, "pending": 0, "planned": 8}
+    assert [(f["value"], f["seed"]) for f in packed["failed"]] == [(1000, 1)], "a failed member sinks only itself"
+    folders = sorted((packed_dir / RUNS_DIR).glob("[0-9]*"), key=lambda p: int(p.name))
+    assert len(folders) == 8 and {p.name for p in folders} == {str(i) for i in range(8)}
+    heads = [p for p in folders if (p / "sweep_members.json").exists()]
+    assert len(heads) == 3, "8 runs in jobs of 3: three launched jobs carry the other five"
+    for folder in folders:
+        assert (folder / ".hydra" / "config.yaml").exists() and (folder / "sweep_run.json").exists()
+        assert "hydra.sweep.subdir" not in (folder / ".hydra" / "overrides.yaml").read_text()
+    pids = {json.loads((f / "sweep_run.json").read_text())["pid"] for f in folders}
+    assert pids == {os.getpid()}, "the basic launcher runs every job, and so every member, in this process"
+    monkeypatch.delenv("SYNTHETIC_FAIL_AT")
+    fixed = sweep(config_dir, packed_dir, "sweep.runs_per_job=3")
+    assert fixed["runs"]["done"] == 8 and len(run_folders(packed_dir)) == 9, "only the failed run again"
+
+
+def test_side_by_side_needs_room_in_the_job(config_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SweepConfigError, match="side_by_side=3.*runs_per_job=2"):
+        sweep(config_dir, tmp_path / "s", "sweep.runs_per_job=2", "sweep.side_by_side=3")

@@ -3,6 +3,7 @@ the run's HParams row in tensorboard."""
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,6 +20,9 @@ from idlab.training.nonfinite import NonFiniteLossError
 from idlab.training.results import code_version, scalar_metrics, write_json_atomic
 
 log = logging.getLogger(__name__)
+
+# Runs side by side in one process (sweep.side_by_side) build one at a time: the global RNG seeds the init.
+BUILD_LOCK = threading.Lock()
 
 
 def make(node: DictConfig, **kwargs):
@@ -39,7 +43,8 @@ def build_module(cfg: DictConfig, data: pl.LightningDataModule) -> Classifier:
     adapted = adaptation.apply(net)
     return Classifier(net=adapted, optimizer=make(cfg.optim.optimizer),
                       schedule=make(cfg.optim.schedule),
-                      adapt_metrics={"params/total": float(total), **adaptation.log_dict(adapted)})
+                      adapt_metrics={"params/total": float(total), **adaptation.log_dict(adapted)},
+                      graph=make(cfg.graph) if cfg.get("graph") else None)
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
@@ -60,11 +65,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), str(output_dir))
-    pl.seed_everything(cfg.seed, workers=True)
-
-    data = make(cfg.data)
-    data.prepare_data()  # a missing dataset fails here, before any model is built
-    module = build_module(cfg, data)
+    with BUILD_LOCK:
+        pl.seed_everything(cfg.seed, workers=True)
+        data = make(cfg.data)
+        data.prepare_data()  # a missing dataset fails here, before any model is built
+        module = build_module(cfg, data)
     trainer = build_trainer(cfg)
 
     try:

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from idlab.data.batches import IndexBatchSampler, batch_loader
+from idlab.data.chunks import ChunkPlan, chunk_loader
 from idlab.data.spec import DataSpec
 
 SPLITS = ("train", "val", "test")
@@ -26,6 +27,7 @@ class TensorDataModule(pl.LightningDataModule):
     """Loads whole splits as tensors once; batches are sliced from them (on the GPU if `on_device`)."""
 
     spec: DataSpec
+    augment: bool = False  # `transform` may use its generator only when True; without it, it acts per example
 
     def __init__(self, batch_size: int, eval_batch_size: int | None = None, on_device: bool = True,
                  seed: int = 0) -> None:
@@ -37,6 +39,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or max(batch_size, 1024)
         self.on_device, self.seed = on_device, seed
         self.splits: dict[str, Split] | None = None
+        self.train_chunks: ChunkPlan | None = None  # set by graph-captured training: serve Chunks of batches
 
     def load(self) -> dict[str, Split]:
         """Return CPU tensors for train/val/test (subclasses)."""
@@ -60,6 +63,8 @@ class TensorDataModule(pl.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = IndexBatchSampler(len(s.x), self.batch_size if train else self.eval_batch_size,
                                     shuffle=train, seed=self.seed, rank=rank, world_size=world)
+        if train and self.train_chunks is not None:
+            return chunk_loader(sampler, self.train_chunks, pin=s.x.is_cuda)
         return batch_loader(s.x, s.y, self.transform, sampler)
 
     def train_dataloader(self) -> DataLoader:

@@ -61,5 +61,10 @@ class TensorBatches(Dataset):
 
 
 def batch_loader(x: Tensor, y: Tensor, transform: Transform, sampler: IndexBatchSampler) -> DataLoader:
-    """A DataLoader whose every item is a ready batch (no collation, no workers)."""
-    return DataLoader(TensorBatches(x, y, transform), sampler=sampler, batch_size=None, num_workers=0)
+    """A DataLoader whose every item is a ready batch (no collation, no workers).
+
+    Its own generator: a DataLoader without one draws its base seed from the global RNG at every epoch, which
+    would move another run's model initialisation when runs train side by side in one process.
+    """
+    return DataLoader(TensorBatches(x, y, transform), sampler=sampler, batch_size=None, num_workers=0,
+                      generator=torch.Generator())

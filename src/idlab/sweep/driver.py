@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from idlab.sweep.arguments import apply_sweep_overrides, check_mandatory_values, split_sweep_overrides, \
     sweep_directory
-from idlab.sweep.guard import check_single_process_jobs
+from idlab.sweep.guard import check_single_process_jobs, processes_per_job
 from idlab.sweep.identity import run_key
 from idlab.sweep.launch import HydraSession, check_launcher_choice, is_hydra_override, task_config
 from idlab.sweep.plan import BASELINE, PlannedRun, check_base_overrides, point_runs, run_name, \
@@ -24,7 +24,7 @@ from idlab.sweep.report import TENSORBOARD_DIR, report, summarize_plan
 from idlab.sweep.results import RunResult, collect
 from idlab.sweep.search import run_bisect, run_grid
 from idlab.sweep.spec import SweepConfigError, SweepSpec
-from idlab.sweep.task import default_task
+from idlab.sweep.task import default_task, write_members
 from idlab.sweep.validate import build_check
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class SweepDriver:
         self.session, self.spec, self.sweep_dir, self.task = session, spec, sweep_dir, task
         self.header = header or {}
         self.planned: dict[str, PlannedRun] = {}
+        self.configs: dict[str, DictConfig] = {}  # composed job config by key (packed runs travel as these)
 
     def plan(self, search: dict[str, Any]) -> dict[str, Any]:
         """plan.json's content: how the sweep was called, its spec, the search state and every planned run."""
@@ -49,7 +50,10 @@ class SweepDriver:
 
     def keyed(self, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
         """The runs with their resolved-config keys (composed exactly as the launcher will)."""
-        return with_keys(runs, [run_key(task_config(self.compose(r))) for r in runs])
+        configs = [self.compose(r) for r in runs]
+        keys = [run_key(task_config(cfg)) for cfg in configs]
+        self.configs.update(zip(keys, configs))
+        return with_keys(runs, keys)
 
     def compose(self, run: PlannedRun) -> DictConfig:
         """One run's job config; a composition error names the run and the sweep key to fix."""
@@ -63,7 +67,9 @@ class SweepDriver:
 
     def execute(self, runs: Sequence[PlannedRun], dry_run: bool = False) -> list[PlannedRun]:
         """Launch the runs that have no successful result yet; returns the keyed runs."""
+        started = time.perf_counter()
         keyed = self.keyed(runs)
+        log.info("composed %d run configs in %.1f s", len(keyed), time.perf_counter() - started)
         for run in keyed:
             self.planned.setdefault(run.key, run)
         runs_dir = self.sweep_dir / RUNS_DIR
@@ -75,15 +81,32 @@ class SweepDriver:
             owners = tensorboard_owners(runs_dir)
             for name in (run_name(r, self.spec.param) for r in todo):
                 move_stale_events(self.sweep_dir / TENSORBOARD_DIR / name, owners.get(name))
-            self.session.launch([self.launch_overrides(r) for r in todo], next_job_index(runs_dir), self.task)
+            first = next_job_index(runs_dir)
+            self.session.launch(self.pack(todo, first), first, self.task)
         return keyed
 
     def launch_overrides(self, run: PlannedRun) -> tuple[str, ...]:
         """The run's overrides plus its tensorboard place, <sweep>/tensorboard/<run name> (logger.* is not part of
         the run's key, so the name changes nothing the sweep matches runs by)."""
-        loggers = self.compose(run).get("logger")
+        loggers = self.configs[run.key].get("logger")
         return (*run.overrides, *tensorboard_overrides(run_name(run, self.spec.param), loggers,
                                                        self.sweep_dir / TENSORBOARD_DIR))
+
+    def pack(self, todo: Sequence[PlannedRun], first: int) -> list[tuple[str, ...]]:
+        """Jobs of `sweep.runs_per_job` consecutive runs (same value, other seeds): each job's first run is
+        launched, the others travel in its folder's members file (composed with their own tensorboard place) and
+        get folders after every launched job's."""
+        size = self.spec.runs_per_job
+        groups = [todo[i: i + size] for i in range(0, len(todo), size)]
+        num = first + len(groups)
+        for index, group in enumerate(groups):
+            members = []
+            for run in group[1:]:
+                members.append((num, self.session.job_config(self.launch_overrides(run))))
+                num += 1
+            if members:
+                write_members(self.sweep_dir / RUNS_DIR / str(first + index), members, self.spec.side_by_side)
+        return [self.launch_overrides(group[0]) for group in groups]
 
     def results(self) -> list[RunResult]:
         """Every planned run joined with what is on disk."""
@@ -105,9 +128,15 @@ def run_sweep(config_dir: Path, args: Sequence[str], config_name: str = "train",
         with SweepLock(sweep_dir):
             session = HydraSession(config_name, hydra_args, sweep_dir / RUNS_DIR)
             check_single_process_jobs(session.master)
+            if spec.side_by_side > 1 and processes_per_job(session.master.get("trainer")) > 1:
+                raise SweepConfigError(f"sweep.side_by_side={spec.side_by_side} trains runs in threads of one "
+                                       "process; a DDP run (several processes per run) cannot share one: use "
+                                       "sweep.side_by_side=1")
             driver = SweepDriver(session, spec, sweep_dir, task, {"config_name": config_name, "args": list(args)})
             if validate is not None:
+                started = time.perf_counter()
                 _validate_extremes(driver, spec, base, validate)
+                log.info("checked the smallest and largest value in %.1f s", time.perf_counter() - started)
             search = (run_grid if spec.search == "grid" else run_bisect)(driver, spec, base, dry_run)
             plan = driver.plan(search)
             if dry_run:

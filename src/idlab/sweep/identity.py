@@ -11,9 +11,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from idlab import RESULTS_VERSION
 
-# Keys that say where or how a run is launched or recorded, not what it computes (a sweep names each run's
-# tensorboard folder through logger.*).
-EXCLUDED_KEYS = ("hydra", "sweep", "logger")
+# Keys that say where or how a run is launched, executed or recorded, not what it computes (a sweep names each
+# run's tensorboard folder through logger.*; graph.* picks eager or graph-captured steps of the same computation).
+EXCLUDED_KEYS = ("hydra", "sweep", "logger", "graph")
 # Interpolations that differ between otherwise identical runs are kept as their literal text.
 _VOLATILE_RESOLVERS = ("${hydra:", "${now:")
 

@@ -31,6 +31,8 @@ class SweepSpec:
     bootstrap: int = 1000
     seed_key: str = "seed"
     dir: str | None = None
+    runs_per_job: int = 1
+    side_by_side: int = 1
 
     @property
     def integer(self) -> bool:
@@ -81,7 +83,13 @@ class SweepSpec:
             bootstrap=_count("bootstrap", block.get("bootstrap", 1000), minimum=1),
             seed_key=str(block.get("seed_key", "seed")),
             dir=None if block.get("dir") in (None, "") else str(block["dir"]),
+            runs_per_job=_count("runs_per_job", block.get("runs_per_job", 1), minimum=1),
+            side_by_side=_count("side_by_side", block.get("side_by_side", 1), minimum=1),
         )
+        if spec.side_by_side > spec.runs_per_job:
+            raise SweepConfigError(f"sweep.side_by_side={spec.side_by_side} runs more runs at once than a job holds "
+                                   f"(sweep.runs_per_job={spec.runs_per_job}); raise runs_per_job or lower "
+                                   "side_by_side")
         if spec.search == "bisect" and len(spec.values) < 2:
             raise SweepConfigError(f"sweep.search=bisect searches between the smallest and largest of sweep.values; "
                                    f"give at least two values (got {list(spec.values)}), e.g. [10, 10000]")

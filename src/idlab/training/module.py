@@ -12,21 +12,28 @@ from torch import Tensor, nn
 
 from idlab.adapt.base import count_trainable
 from idlab.callbacks.activation_id import evaluation
+from idlab.data.chunks import Chunk
+from idlab.training.graphed import GraphPolicy, GraphSteps
 from idlab.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
 
 
-class Classifier(pl.LightningModule):
-    """Trains `net` (already adapted) with `optimizer`; logs loss/accuracy per split and parameter counts."""
+class Classifier(GraphSteps, pl.LightningModule):
+    """Trains `net` (already adapted) with `optimizer`; logs loss/accuracy per split and parameter counts.
+
+    With `graph` (a GraphPolicy) the training steps may run as replayed CUDA graphs (training/graphed.py).
+    """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 schedule: WarmupSchedule | None = None, adapt_metrics: dict[str, float] | None = None) -> None:
+                 schedule: WarmupSchedule | None = None, adapt_metrics: dict[str, float] | None = None,
+                 graph: GraphPolicy | None = None) -> None:
         super().__init__()
         self.net, self.optimizer_factory, self.schedule = net, optimizer, schedule or WarmupSchedule()
         self.adapt_metrics = adapt_metrics or {}
         self.guard = NonFiniteGuard()
         self.probe_batch: tuple[Tensor, Tensor] | None = None
         self.last_good_train: dict[str, float] = {}
+        self.graph_policy = graph
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the adapted network."""
@@ -44,14 +51,21 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step; the previous step's loss is checked for NaN/inf (no GPU stall)."""
-        self.stop_if_diverged()
+        if isinstance(batch, Chunk):  # several graph-captured steps (GraphSteps)
+            return self.train_chunk(batch)
+        self.raise_if_nonfinite()
         loss = self._step(batch, "train")
         self.guard.push(self.global_step, loss)
         self.probe_batch = (batch[0].detach(), batch[1].detach())  # for the loss check before a checkpoint
         return loss
 
-    def stop_if_diverged(self) -> None:
-        """Raise NonFiniteLossError (on every rank at once) if a queued loss was NaN/inf."""
+    def raise_if_nonfinite(self) -> None:
+        """Raise NonFiniteLossError (on every rank at once) if a queued loss was NaN/inf; on the graph path this
+        waits for the chunks' losses already queued (the guard's per-step flag covers the eager path)."""
+        if self.graph is not None and self.graph.active:
+            bad = self.graph.watch.check()
+            if bad is not None and self.guard.bad_step is None:
+                self.guard.bad_step = bad
         if not self.guard.finite_so_far():
             self._raise_diverged()
 
@@ -63,6 +77,7 @@ class Classifier(pl.LightningModule):
             for optimizer in self.trainer.optimizers:
                 tensors += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
         reduce = self.trainer.strategy.reduce_boolean_decision if self._trainer is not None else bool
+        self.raise_if_nonfinite()
         if not self.guard.checkpoint_safe(self.global_step, tensors, self._probe_loss, reduce):
             self._raise_diverged()
 
@@ -96,13 +111,16 @@ class Classifier(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """ModelCheckpoint may save at epoch end, after this hook: check fully first when it will (else only the
-        loss flags), then keep this epoch's train/* as the run's last good training metrics."""
+        loss flags; the graph path without waiting), then keep this epoch's train/* as the run's last good
+        training metrics."""
         will_save = any(getattr(c, "_should_save_on_train_epoch_end", lambda trainer: True)(self.trainer)
                         for c in self.trainer.checkpoint_callbacks)
         if will_save:
             self.check_before_checkpoint()
+        elif self.graph is not None:
+            self.graph_epoch_end()
         else:
-            self.stop_if_diverged()
+            self.raise_if_nonfinite()
         self.last_good_train = {k: float(v) for k, v in self.trainer.callback_metrics.items()
                                 if k.startswith("train/") and math.isfinite(float(v))}
 
@@ -110,6 +128,7 @@ class Classifier(pl.LightningModule):
         """Every checkpoint (ModelCheckpoint, snapshots, step-based) passes the full check on every rank first."""
         if self._fitting():
             self.check_before_checkpoint()
+        super().on_save_checkpoint(checkpoint)  # the graph path adds its optimiser state
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """Accumulate validation loss and accuracy."""
