@@ -14,7 +14,6 @@ from idlab.data.batches import IndexBatchSampler
 from idlab.data.chunks import ChunkPlan, ChunkSampler
 from idlab.run import train
 from idlab.training.graphed import Cadence, GraphCaptureError, GraphPolicy, split_steps
-from idlab.training.nonfinite import NonFiniteLossError
 
 # Whole epochs (chunking needs no batch limit) of 32 steps on mnist_mini; chunks of ≤ 8 steps, logs every 5.
 COMMON = ["trainer.limit_train_batches=null", "trainer.limit_val_batches=1", "graph.steps_per_batch=8",
@@ -100,14 +99,15 @@ def test_resume_from_graph_checkpoint_equals_uninterrupted(resume_mode: str, mak
     assert_same_checkpoint(full_ckpt, resumed_ckpt)
 
 
-def test_nonfinite_loss_names_the_same_step_as_eager(make_cfg, one_thread) -> None:
+def test_nonfinite_loss_stops_at_the_same_step_as_eager(make_cfg, one_thread) -> None:
     extra = ["model.width=16", "optim=sgd", "optim.optimizer.lr=1e12", "trainer.max_epochs=3"]
-    messages = {}
-    for mode in ("off", "emulate"):
-        with pytest.raises(NonFiniteLossError, match="NaN/inf at step") as err:
-            fit(make_cfg, mode, *extra, run=mode)
-        messages[mode] = str(err.value).split(";")[0]
-    assert messages["off"] == messages["emulate"]
+    results = {mode: train(make_cfg(*COMMON, f"graph.mode={mode}", *extra, run=mode)) for mode in ("off", "emulate")}
+    assert results["off"]["diverged"] and results["emulate"]["diverged"]
+    assert results["off"]["diverged_step"] == results["emulate"]["diverged_step"]
+    # the chunked path learns of a bad loss a chunk late, so it may have run more steps (global_step) — but it
+    # names the same first bad step and reports the same last good state
+    same = lambda m: {k: v for k, v in m.items() if k not in ("code", "global_step")}  # noqa: E731
+    assert same(results["off"]) == same(results["emulate"]), "the same diverged result either way"
 
 
 def test_insisting_on_capture_without_a_gpu_fails_before_training(make_cfg) -> None:

@@ -56,12 +56,27 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
 
 
+def route_lightning_logs() -> None:
+    """Lightning keeps its log records to itself when it is imported before logging is configured (train.py and
+    the sweep tests import it before Hydra sets up the job's log): once the root logger has handlers (Hydra's
+    console and train.log), send Lightning's records there instead of Lightning's own stream handler, so train.log
+    holds them too."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        if not logger.propagate:
+            logger.handlers = [h for h in logger.handlers if type(h) is not logging.StreamHandler]
+            logger.propagate = True
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test one configuration; returns (and writes to metrics.json) its final metrics.
 
     A run whose loss or weights go NaN/inf is a result, not a crash: it stops before writing another checkpoint and
     reports the val/test metrics of its last good checkpoint (none: no val/test keys), with `diverged: true`.
     """
+    route_lightning_logs()
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), str(output_dir))
