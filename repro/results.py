@@ -26,6 +26,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from idlab import RESULTS_CHANGES, RESULTS_VERSION  # noqa: E402
 from repro import paper  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -684,12 +685,13 @@ def meta(root: Root, name: str) -> list[str]:
         record = read_json(folder / "repro.json")
         sweeps = sorted(p.parent for p in folder.rglob("plan.json") if "runs" not in p.relative_to(folder).parts) \
             if folder.is_dir() else []
-        label = "full MNIST" if scale == "full" else "mnist_mini"
+        label = "full MNIST" if scale == "full" else \
+            "modular arithmetic" if name in ("grokking_id", "finetune_id") else "mnist_mini"
         if record is None and not sweeps and not seed_dirs_any(folder):
             if (REPO / "repro" / scale / f"{name}.sh").is_file():
                 out.append(f"- **{label}**: {NOT_RUN} (`bash repro/{scale}/{name}.sh`).")
             continue
-        out.append(f"- **{label}**: `bash repro/{scale}/{name}.sh`; " + record_text(record))
+        out.append(f"- **{label}**: `bash repro/{scale}/{name}.sh`; " + record_text(record) + code_text(folder))
         rows = []
         for sweep_dir in sweeps:
             sweep, plan = load(sweep_dir), read_json(sweep_dir / "plan.json") or {}
@@ -727,14 +729,37 @@ def record_text(record: dict | None) -> str:
         return "no call record."
     calls = [*record.get("earlier_calls", []), record]
     wall = record.get("wall_total_s") or sum(c.get("wall_s") or 0 for c in calls)
-    code = record.get("code") or {"git": record.get("git")}
-    version = code.get("git") or (f"tree {code['tree_sha256']}" if code.get("tree_sha256") else "not recorded")
     status = record.get("status") or ("done" if record.get("complete") else "partial")
     knobs = ", ".join(f"{k}={v}" for k, v in (record.get("knobs") or {}).items() if k not in ("ROOT", "IDLAB_DATA_DIR"))
     return (f"device {record.get('device')}; wall time {wall / 60:.1f} min over {len(calls)} call(s) "
-            f"({record.get('started_iso', '?')}); last call {status}; code {version}"
+            f"({record.get('started_iso', '?')}); last call {status}"
             + (f"; knobs {knobs}" if knobs else "") + (" — **CPU smoke scale, not a result**" if record.get("smoke")
                                                        else "") + ".")
+
+
+def code_versions(folder: Path) -> dict[tuple[int, str], int]:
+    """(results version, idlab sources hash) → number of runs, from the runs' metrics.json (a run that recorded no
+    code version predates version 2)."""
+    versions: dict[tuple[int, str], int] = {}
+    for path in folder.rglob("metrics.json") if folder.is_dir() else []:
+        code = (read_json(path) or {}).get("code") or {}
+        key = (int(code.get("results_version", 1)), str(code.get("source_hash") or "not recorded"))
+        versions[key] = versions.get(key, 0) + 1
+    return versions
+
+
+def stale_runs(folder: Path) -> tuple[int, int] | None:
+    """(runs made under an earlier results version than this checkout's, all runs), None when none is stale."""
+    versions = code_versions(folder)
+    old = sum(n for (v, _), n in versions.items() if v < RESULTS_VERSION)
+    return (old, sum(versions.values())) if old else None
+
+
+def code_text(folder: Path) -> str:
+    """The code versions the result's runs recorded (idlab's sources hash and results version)."""
+    versions = code_versions(folder)
+    listed = "; ".join(f"results version {v}, idlab sources {h} ({n} runs)" for (v, h), n in sorted(versions.items()))
+    return f" Code: {listed}." if listed else ""
 
 
 def render(root: Path, figures: Path, doc: Path) -> str:
@@ -749,7 +774,14 @@ def render(root: Path, figures: Path, doc: Path) -> str:
            "(\"undetermined\" where the grid or unfinished runs leave it open), and \"not yet run\" marks missing runs. "
            "How to run: [reproduce.md](reproduce.md).", ""]
     for title, name, section, two_scales, figs in SECTIONS:
-        out += [f"## {title}", "", *section(runs), ""]
+        out += [f"## {title}", ""]
+        for scale in ("full", "mini"):
+            stale = stale_runs(runs.root / scale / name)
+            if stale:
+                out += [f"> **Stale ({scale} scale): {stale[0]} of {stale[1]} runs predate results version "
+                        f"{RESULTS_VERSION}**, so the numbers of that scale below describe earlier behaviour "
+                        f"({RESULTS_CHANGES}); rerun `bash repro/{scale}/{name}.sh`.", ""]
+        out += [*section(runs), ""]
         if name in paper.DIFFERENCES:
             out += [f"Setup: {paper.DIFFERENCES[name]}", ""]
         out += meta(runs, name)

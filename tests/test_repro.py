@@ -263,9 +263,10 @@ def test_results_of_the_smoke_root_fill_every_section_from_the_runs(smoke_root: 
 
 # --------------------------------------------------------------------------------------- docs/results.md is data
 def write_sweep(folder: Path, points: dict[float, list[float | None]], baseline: list[float] | float,
-                threshold: float = 0.9, metric: str = "test/acc") -> None:
+                threshold: float = 0.9, metric: str = "test/acc", results_version: int | None = None) -> None:
     """A sweep folder as sweep.py leaves it (plan.json, runs/N/{sweep_run,metrics}.json), then its report;
-    a None metric is a seed that never finished."""
+    a None metric is a seed that never finished; `results_version` is the code version the runs record (None: none,
+    as runs from before version 2)."""
     measured = isinstance(baseline, list)
     seeds = list(range(len(next(iter(points.values())))))
     spec = {"param": "adapt.d", "values": sorted(points), "seeds": seeds, "metric": metric, "threshold": threshold,
@@ -280,7 +281,9 @@ def write_sweep(folder: Path, points: dict[float, list[float | None]], baseline:
             run = folder / "runs" / str(index)
             run.mkdir(parents=True)
             (run / "sweep_run.json").write_text(json.dumps({"key": key, "status": "done", "started": index}))
-            (run / "metrics.json").write_text(json.dumps({metric: result, "params/total": 1000.0}))
+            code = {} if results_version is None else {"code": {"results_version": results_version,
+                                                                 "source_hash": "0123456789abcdef"}}
+            (run / "metrics.json").write_text(json.dumps({metric: result, "params/total": 1000.0, **code}))
         index += 1
     (folder / "plan.json").write_text(json.dumps({"spec": spec, "runs": runs, "search": {"kind": "grid"}}))
     report(folder)
@@ -344,3 +347,16 @@ def test_a_claim_the_grid_cannot_decide_is_undetermined(tmp_path: Path) -> None:
     text = render(root, tmp_path / "figures", tmp_path / "results.md")
     # Both reach at 500: FC's d_int90 lies in (100, 500], LeNet's in (200, 500] — either could be smaller.
     assert cells_of(text, "LeNet's d_int90 is below FC's")[3].startswith("undetermined at this grid's resolution")
+
+
+def test_results_made_under_an_earlier_results_version_are_marked_stale(tmp_path: Path) -> None:
+    from idlab import RESULTS_VERSION
+
+    root = tmp_path / "root"
+    write_sweep(root / "full" / "li_mnist" / "fc", {100: [0.5], 500: [0.95]}, [1.0], results_version=RESULTS_VERSION)
+    write_sweep(root / "mini" / "li_mnist" / "fc", {100: [0.5], 500: [0.95]}, [1.0])  # recorded no code version
+    text = render(root, tmp_path / "figures", tmp_path / "results.md")
+    section = text.split("## 1. ", 1)[1].split("\n## ", 1)[0]
+    assert f"**Stale (mini scale): 3 of 3 runs predate results version {RESULTS_VERSION}**" in section
+    assert "Stale (full scale)" not in section
+    assert f"results version {RESULTS_VERSION}, idlab sources 0123456789abcdef (3 runs)" in section

@@ -7,3 +7,5 @@ __version__ = "0.1.0"
 # 2: projection seed follows the run seed; modular val/test split; NaN guard and diverged runs as results;
 #    transformer LLID = the head's input; LeNet flatten size for odd intermediate sizes.
 RESULTS_VERSION = 2
+RESULTS_CHANGES = ("version 2: the projection seed follows the run seed, modular arithmetic has disjoint val and test "
+                   "splits, diverged runs count as results, the transformer's LLID layer is the head's input")
