@@ -5,12 +5,14 @@ import os
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from repro.results import LI_NETS, Root, Sweep, grid_nets, llid, memorisation_scales, scalars, seed_dirs  # noqa: E402
+from repro.results import LI_NETS, Root, Sweep, grid_nets, llid, llid_scales, memorisation_scales, scalars, \
+    seed_dirs  # noqa: E402
 
 SCALES = (("full", "full MNIST"), ("mini", "mnist_mini"))
 
@@ -153,6 +155,30 @@ def grokking(root: Root, out: Path) -> list[Path]:
     return [save(fig, out / "grokking_id.png")]
 
 
+def grokking_scale(root: Root, out: Path) -> list[Path]:
+    """Result 4 across scales: the val LLID against scale (GRIDE, n2 = 2 … 64) of each setting's first seed, at the
+    init, at the step of its TwoNN peak and at its last measurement."""
+    panels_ = []
+    for setting in root.folders("mini", "grokking_id/frac*"):
+        runs = seed_dirs(setting)
+        if runs and llid_scales(runs[0], "val")[1]:
+            panels_.append((setting.name, runs[0]))
+    if not panels_:
+        return []
+    fig, axes = plt.subplots(1, len(panels_), figsize=(4.2 * len(panels_), 3.6), squeeze=False)
+    for ax, (name, run) in zip(axes[0], panels_):
+        steps, ranks, ids, scales = llid_scales(run, "val")
+        twonn_steps, twonn = llid(run, "val")
+        peak = int(twonn_steps[np.argmax(twonn)]) if twonn.size else None
+        for label, step in (("init", int(steps[0])), ("TwoNN peak", peak), ("last", int(steps[-1]))):
+            if step in steps:
+                i = list(steps).index(step)
+                ax.plot(scales[i], ids[i], marker="o", ms=3, label=f"{label} (step {step:,})")
+        finish(ax, "scale: mean neighbour distance", "val LLID (GRIDE)", f"{name} {run.name}: ID vs scale", logx=True)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # log minor labels collide on a short range
+    return [save(fig, out / "grokking_id_scale.png")]
+
+
 def finetune(root: Root, out: Path) -> list[Path]:
     """Result 5: pretraining curve with snapshots, fine-tuning accuracy vs d per snapshot."""
     folders = sorted(root.folders("mini", "finetune_id/from_step*"), key=lambda p: int(p.name[9:]))
@@ -175,5 +201,6 @@ def finetune(root: Root, out: Path) -> list[Path]:
 
 def draw_all(root: Root, out: Path) -> list[Path]:
     """Every figure that has data; returns the written paths."""
-    return [p for draw in (li_mnist, li_mnist_grid, memorisation, lora_vs_subspace, reproject, grokking, finetune)
+    return [p for draw in (li_mnist, li_mnist_grid, memorisation, lora_vs_subspace, reproject, grokking,
+                                 grokking_scale, finetune)
             for p in draw(root, out)]

@@ -221,6 +221,28 @@ def llid(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([int(r["step"]) for r in rows]), np.array([float(r["value"]) for r in rows])
 
 
+def llid_scales(run_dir: Path, split: str) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
+    """The LLID layer's ID-vs-scale curves (id_scaling/n<r> rows of id.csv) on `split`: steps, the ranks r, and
+    (steps × ranks) arrays of IDs and scales; empty when the run measured no ID vs scale."""
+    path = Path(run_dir) / "id.csv"
+    empty = (np.array([]), [], np.empty((0, 0)), np.empty((0, 0)))
+    if not path.is_file():
+        return empty
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == split]
+    layers = list(dict.fromkeys(r["layer"] for r in rows if r["estimator"] == "twonn"))
+    rows = [r for r in rows if layers and r["layer"] == layers[-1] and r["estimator"].startswith("id_scaling/n")]
+    if not rows:
+        return empty
+    steps = sorted({int(r["step"]) for r in rows})
+    ranks = sorted({int(r["estimator"].rsplit("/n", 1)[1]) for r in rows})
+    ids, scales = np.full((len(steps), len(ranks)), np.nan), np.full((len(steps), len(ranks)), np.nan)
+    for r in rows:
+        i, j = steps.index(int(r["step"])), ranks.index(int(r["estimator"].rsplit("/n", 1)[1]))
+        ids[i, j], scales[i, j] = float(r["value"]), float(r["scale"] or "nan")
+    return np.array(steps), ranks, ids, scales
+
+
 def train_size(cfg: Any) -> int | None:
     """Training examples of a run's data config (MNIST: 60,000 − val; mnist_mini: 5,000 − val − test)."""
     target = str(cfg.data.get("_target_", "")) if cfg is not None else ""
@@ -560,6 +582,25 @@ def first_step(curve: tuple[np.ndarray, np.ndarray] | None, level: float) -> int
     return int(curve[0][hits[0]]) if hits.size else None
 
 
+def scale_fall(drops: dict[int, float] | None) -> str:
+    """The fall from the peak at each measured scale, e.g. '2: 41%, 4: 40%, …' (n/a without ID vs scale)."""
+    return "n/a" if not drops else ", ".join(f"{rank}: {drop:.0%}" for rank, drop in drops.items())
+
+
+def scale_claim(text: str, seeds: list[dict]) -> str:
+    """A claim on the falls at every scale; undetermined for seeds without ID-vs-scale measurements."""
+    if not seeds:
+        return f"| {text} | {NOT_RUN} |"
+    measured = [s for s in seeds if s["drops"]]
+    if len(measured) < len(seeds):
+        return f"| {text} | undetermined ({len(seeds) - len(measured)} of {len(seeds)} seeds measured no ID vs " \
+               "scale at both the peak and the last step) |"
+    worst = min(min(s["drops"].values()) for s in measured)
+    held = worst >= 0.2
+    return f"| {text} | {'**holds**' if held else '**does not hold**'} — {len(seeds)} seeds, smallest fall at any " \
+           f"scale {worst:.0%} |"
+
+
 def section_grokking(root: Root) -> list[str]:
     """Result 4 (mnist-free, one scale): steps to 99 % accuracy and the last-layer ID per setting and seed."""
     settings = [p for p in root.folders("mini", "grokking_id/frac*") if seed_dirs(p)]
@@ -574,8 +615,17 @@ def section_grokking(root: Root) -> list[str]:
             cap = int(cfg.trainer.max_steps) if cfg is not None else None
             val99, train99 = first_step(tags.get("val/acc"), 0.99), first_step(tags.get("train/acc"), 0.99)
             peak_drop = float(1 - ids[-1] / ids.max()) if ids.size else None
-            per_seed.append({"val99": val99, "train99": train99, "cap": cap, "drop": peak_drop,
-                             "ids": f"{ids[0]:.1f} → {ids.max():.1f} → {ids[-1]:.1f}" if ids.size else "n/a"})
+            # the same fall at every scale: the curve at the last step against the curve at the TwoNN peak's step
+            scale_steps, ranks, curves, _ = llid_scales(run, "val")
+            drops = None
+            if ids.size and ranks and int(steps[np.argmax(ids)]) in scale_steps and scale_steps[-1] == steps[-1]:
+                at_peak = curves[list(scale_steps).index(int(steps[np.argmax(ids)]))]
+                drops = dict(zip(ranks, (1 - curves[-1] / at_peak).tolist()))
+            stopped = "" if (run / "metrics.json").is_file() or not ids.size else \
+                f" (stopped at step {num(int(steps[-1]))} of {num(cap) if cap else '?'})"
+            per_seed.append({"val99": val99, "train99": train99, "cap": cap, "drop": peak_drop, "drops": drops,
+                             "ids": (f"{ids[0]:.1f} → {ids.max():.1f} → {ids[-1]:.1f}" if ids.size else "n/a")
+                             + stopped})
         facts[setting.name] = per_seed
         notes = paper.GROK_NOTES.get(setting.name)
         noted = "—" if notes is None else \
@@ -583,9 +633,11 @@ def section_grokking(root: Root) -> list[str]:
         rows.append([setting.name, noted, ", ".join(num(s["train99"]) if s["train99"] else "—" for s in per_seed),
                      ", ".join(num(s["val99"]) if s["val99"] else f"— (≤ {num(s['cap'])})" for s in per_seed),
                      "; ".join(s["ids"] for s in per_seed),
-                     ", ".join(f"{s['drop']:.0%}" if s["drop"] is not None else "n/a" for s in per_seed)])
+                     ", ".join(f"{s['drop']:.0%}" if s["drop"] is not None else "n/a" for s in per_seed),
+                     "; ".join(scale_fall(s["drops"]) for s in per_seed)])
     out = table(["setting", "notes: train / val ≥ 99 % (1 seed)", "ours: train ≥ 99 % at step (per seed)",
-                 "ours: val ≥ 99 % at step", "val LLID start → peak → end", "LLID fall from peak to end"], rows)
+                 "ours: val ≥ 99 % at step", "val LLID start → peak → end", "LLID fall from peak to end",
+                 "the same fall at scales n2 = 2 … 64 (GRIDE)"], rows)
 
     def claim(text: str, seeds: list[dict], test: Callable[[dict], bool], show: Callable[[dict], str]) -> str:
         if not seeds:
@@ -601,7 +653,7 @@ def section_grokking(root: Root) -> list[str]:
     stuck = [s for n in facts for s in facts[n] if not s["val99"]]
     reached = lambda s: num(s["val99"]) if s["val99"] else f"— (≤ {num(s['cap'])})"  # noqa: E731
     fall = lambda s: f"{s['drop']:.0%}" if s["drop"] is not None else "n/a"  # noqa: E731
-    out += ["", "| claim (paper) | modular arithmetic (one scale) |", "|---|---|",
+    out += ["", "| claim (paper) | modular arithmetic |", "|---|---|",
             claim("with weight decay 1 every seed reaches 99 % val accuracy within its step cap (Power et al.)", wd1,
                   lambda s: bool(s["val99"]), reached),
             claim(f"without weight decay no seed reaches 99 % val accuracy by its cap (notes: not by "
@@ -609,7 +661,9 @@ def section_grokking(root: Root) -> list[str]:
             claim("every seed that groks ends with its val LLID at least 20 % below its peak (Brown et al.)", grokked,
                   lambda s: s["drop"] >= 0.2, fall),
             claim("no seed that does not grok does (Brown et al.: its ID stays high)", stuck,
-                  lambda s: s["drop"] < 0.2, fall)]
+                  lambda s: s["drop"] < 0.2, fall),
+            scale_claim("every seed that groks ends with its val LLID at least 20 % below its peak at every scale "
+                        "n2 = 2 … 64, not only at TwoNN's (GRIDE)", grokked)]
     return out + ["", f"- {paper.BROWN_LLID}."]
 
 
@@ -634,7 +688,7 @@ def section_finetune(root: Root) -> list[str]:
     dims = {f"step {step}": q_dim(s.dim("individual")) for step, s in sweeps}
     first = f"step {sweeps[0][0]}"
     later = [k for k in dims if k != first]
-    out += ["", "| claim (paper) | modular arithmetic (one scale) |", "|---|---|",
+    out += ["", "| claim (paper) | modular arithmetic |", "|---|---|",
             f"| some pretrained snapshot needs a smaller d_int90 than {first} (Aghajanyan et al.) | "
             f"{verdict(lambda d: any(d[k] < d[first] for k in later), dims) if later else NOT_RUN} |",
             "| d_int90 never rises with a later snapshot (Aghajanyan et al.: it keeps falling) | "
@@ -649,7 +703,7 @@ SECTIONS = [
     ("2. Memorising shuffled labels (Li et al. 2018)", "memorisation", section_memorisation, True, ("memorisation.png",)),
     ("3. LoRA r90 vs subspace d90 (Hu et al. 2021)", "lora_vs_subspace", section_lora, True, ("lora_vs_subspace.png",)),
     ("4. Grokking and last-layer ID (Power et al. 2022, Brown et al. 2022)", "grokking_id", section_grokking, False,
-     ("grokking_id.png",)),
+     ("grokking_id.png", "grokking_id_scale.png")),
     ("5. Fine-tuning ID vs pretraining (Aghajanyan et al. 2021, offline analogue)", "finetune_id", section_finetune,
      False, ("finetune_id.png",)),
     ("6. Re-projecting a subspace-trained model (seed 000's question)", "reproject", section_reproject, True,
