@@ -38,6 +38,10 @@ class TensorDataModule(pl.LightningDataModule):
         self.on_device, self.seed = on_device, seed
         self.splits: dict[str, Split] | None = None
 
+    def check_available(self) -> None:
+        """Raise, naming the value and the fix, if `setup` could not load the data. Reads and downloads
+        nothing, so it is safe on every rank before any model is built (subclasses with files on disk)."""
+
     def load(self) -> dict[str, Split]:
         """Return CPU tensors for train/val/test (subclasses)."""
         raise NotImplementedError
@@ -47,7 +51,8 @@ class TensorDataModule(pl.LightningDataModule):
         return x
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the splits once and move them next to the model when `on_device`."""
+        """Load the splits once (on every rank; only `prepare_data` may download) and move them next to the
+        model when `on_device`."""
         if self.splits is None:
             self.splits = self.load()
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
