@@ -17,11 +17,12 @@ from idlab.sweep.guard import check_single_process_jobs
 from idlab.sweep.identity import run_key
 from idlab.sweep.launch import HydraSession, check_launcher_choice, is_hydra_override, task_config
 from idlab.sweep.plan import BASELINE, PlannedRun, check_base_overrides, point_runs, with_keys
-from idlab.sweep.records import PLAN_FILE, RUNS_DIR, SweepLock, best_by_key, next_job_index, scan_runs, \
-    write_json_atomic
+from idlab.sweep.records import PLAN_FILE, RUNS_DIR, SweepLock, best_by_key, next_job_index, resume_folder, \
+    scan_runs, write_json_atomic
 from idlab.sweep.report import report, summarize_plan
 from idlab.sweep.results import RunResult, collect
 from idlab.sweep.search import run_bisect, run_grid
+from idlab.sweep.slurm import live_jobs, submitted_jobs, submitted_overrides, wait_for
 from idlab.sweep.spec import SweepConfigError, SweepSpec
 from idlab.sweep.task import default_task
 from idlab.sweep.validate import build_check
@@ -61,18 +62,44 @@ class SweepDriver:
                                    f"check {where}") from err
 
     def execute(self, runs: Sequence[PlannedRun], dry_run: bool = False) -> list[PlannedRun]:
-        """Launch the runs that have no successful result yet; returns the keyed runs."""
+        """Launch the runs that have no successful result yet, except those still queued or running on SLURM
+        from an earlier invocation (waited for instead); a killed run continues in its folder from its
+        last.ckpt. Returns the keyed runs."""
         keyed = self.keyed(runs)
         for run in keyed:
             self.planned.setdefault(run.key, run)
         runs_dir = self.sweep_dir / RUNS_DIR
         existing = best_by_key(scan_runs(runs_dir), self.spec.metric)
         todo = [r for r in keyed if not _has_result(existing.get(r.key, []), self.spec.metric)]
-        log.info("%d runs planned, %d already done, %d to launch", len(keyed), len(keyed) - len(todo), len(todo))
+        queued = self.still_queued({r.key for r in todo})
+        launch = [r for r in todo if r.key not in queued.values()]
+        resume = {r.key: resume_folder(existing.get(r.key, [])) for r in launch}
+        log.info("%d runs planned, %d already done, %d to launch (%d continue from their last.ckpt), %d still "
+                 "queued or running on SLURM from an earlier sweep.py (waited for, not submitted again)", len(keyed),
+                 len(keyed) - len(todo), len(launch), sum(f is not None for f in resume.values()), len(queued))
         if todo and not dry_run:  # plan.json first: a sweep killed mid-launch can still be --report'ed
             write_json_atomic(self.sweep_dir / PLAN_FILE, self.plan({"kind": self.spec.search, "status": "running"}))
-            self.session.launch([r.overrides for r in todo], next_job_index(runs_dir), self.task)
+            self.session.launch([(*r.overrides, *_in_folder(resume[r.key])) for r in launch],
+                                next_job_index(runs_dir), self.task)
+            wait_for({job: f"run {key}" for job, key in queued.items()})
         return keyed
+
+    def still_queued(self, keys: set[str]) -> dict[str, str]:
+        """SLURM job id → run key, for jobs submitted into this sweep (by any invocation) that SLURM still has
+        pending or running and that compute one of `keys`."""
+        roots = {self.sweep_dir / RUNS_DIR / ".submitit"}
+        folder = self.session.master.hydra.launcher.get("submitit_folder")
+        if folder:
+            from submitit.core.utils import JobPaths
+
+            roots.add(JobPaths.get_first_id_independent_folder(str(folder)))
+        submitted = submitted_jobs(roots) if keys else {}
+        queued = {}
+        for job_id in live_jobs(submitted):
+            key = run_key(task_config(self.session.job_config(submitted_overrides(submitted[job_id]))))
+            if key in keys:
+                queued[job_id] = key
+        return queued
 
     def results(self) -> list[RunResult]:
         """Every planned run joined with what is on disk."""
@@ -124,6 +151,11 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except HydraException as err:
         raise SweepConfigError(f"cannot compose {config_name} with {overrides}: {err}") from err
+
+
+def _in_folder(run_dir: Path | None) -> tuple[str, ...]:
+    """The override that launches a job into an existing run folder (to continue it there), if any."""
+    return () if run_dir is None else (f"hydra.sweep.subdir={run_dir.name}",)
 
 
 def _has_result(group: list, metric: str) -> bool:
