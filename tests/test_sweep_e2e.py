@@ -90,7 +90,8 @@ def test_d_larger_than_the_model_fails_before_launching(tmp_path: Path) -> None:
 def test_lora_rank_above_a_layer_rank_fails_before_launching(tmp_path: Path) -> None:
     out = tmp_path / "lora"
     with pytest.raises(SweepConfigError, match=r"adapt\.r=64 does not work for this model.*clip_r"):
-        run_sweep(CONFIG_DIR, [*TINY, "adapt=lora", "model.width=8", "sweep.param=adapt.r", "sweep.values=[2,64]",
+        run_sweep(CONFIG_DIR, [*TINY, "adapt=lora", "adapt.clip_r=false", "model.width=8", "sweep.param=adapt.r",
+                               "sweep.values=[2,64]",
                                "sweep.baseline=0.9", f"sweep.dir={out}"])
     assert not list((out / RUNS_DIR).glob("*/sweep_run.json")) if (out / RUNS_DIR).exists() else True
 

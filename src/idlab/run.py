@@ -83,7 +83,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with BUILD_LOCK:
         pl.seed_everything(cfg.seed, workers=True)
         data = make(cfg.data)
-        data.prepare_data()  # a missing dataset fails here, before any model is built
+        data.check_available()  # missing files fail here on every rank, before any model is built; Lightning then
+        # calls prepare_data (downloads, caches) on one process per node and setup (loading) on every rank
         module = build_module(cfg, data)
     trainer = build_trainer(cfg)
 

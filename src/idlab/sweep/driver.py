@@ -19,10 +19,11 @@ from idlab.sweep.launch import HydraSession, check_launcher_choice, is_hydra_ove
 from idlab.sweep.plan import BASELINE, PlannedRun, check_base_overrides, point_runs, run_name, \
     tensorboard_overrides, with_keys
 from idlab.sweep.records import PLAN_FILE, RUNS_DIR, SweepLock, best_by_key, move_stale_events, next_job_index, \
-    scan_runs, tensorboard_owners, write_json_atomic
+    resume_folder, scan_runs, tensorboard_owners, write_json_atomic
 from idlab.sweep.report import TENSORBOARD_DIR, report, summarize_plan
 from idlab.sweep.results import RunResult, collect
 from idlab.sweep.search import run_bisect, run_grid
+from idlab.sweep.slurm import live_jobs, submitted_jobs, submitted_overrides, wait_for
 from idlab.sweep.spec import SweepConfigError, SweepSpec
 from idlab.sweep.task import default_task, write_members
 from idlab.sweep.validate import build_check
@@ -66,7 +67,9 @@ class SweepDriver:
                                    f"check {where}") from err
 
     def execute(self, runs: Sequence[PlannedRun], dry_run: bool = False) -> list[PlannedRun]:
-        """Launch the runs that have no successful result yet; returns the keyed runs."""
+        """Launch the runs that have no successful result yet, except those still queued or running on SLURM
+        from an earlier invocation (waited for instead); a killed run continues in its folder from its
+        last.ckpt. Returns the keyed runs."""
         started = time.perf_counter()
         keyed = self.keyed(runs)
         log.info("composed %d run configs in %.1f s", len(keyed), time.perf_counter() - started)
@@ -75,14 +78,23 @@ class SweepDriver:
         runs_dir = self.sweep_dir / RUNS_DIR
         existing = best_by_key(scan_runs(runs_dir), self.spec.metric)
         todo = [r for r in keyed if not _has_result(existing.get(r.key, []), self.spec.metric)]
-        log.info("%d runs planned, %d already done, %d to launch", len(keyed), len(keyed) - len(todo), len(todo))
+        queued = self.still_queued({r.key for r in todo})
+        launch = [r for r in todo if r.key not in queued.values()]
+        resume = {r.key: resume_folder(existing.get(r.key, [])) for r in launch}
+        log.info("%d runs planned, %d already done, %d to launch (%d continue from their last.ckpt), %d still "
+                 "queued or running on SLURM from an earlier sweep.py (waited for, not submitted again)", len(keyed),
+                 len(keyed) - len(todo), len(launch), sum(f is not None for f in resume.values()), len(queued))
         if todo and not dry_run:  # plan.json first: a sweep killed mid-launch can still be --report'ed
             write_json_atomic(self.sweep_dir / PLAN_FILE, self.plan({"kind": self.spec.search, "status": "running"}))
-            owners = tensorboard_owners(runs_dir)
-            for name in (run_name(r, self.spec.param) for r in todo):
+            fresh = [r for r in launch if resume[r.key] is None]
+            owners = tensorboard_owners(runs_dir)  # a resumed run keeps its events: it continues its own curves
+            for name in (run_name(r, self.spec.param) for r in fresh):
                 move_stale_events(self.sweep_dir / TENSORBOARD_DIR / name, owners.get(name))
             first = next_job_index(runs_dir)
-            self.session.launch(self.pack(todo, first), first, self.task)
+            jobs = self.pack(fresh, first) + [(*self.launch_overrides(r), *_in_folder(resume[r.key]))
+                                              for r in launch if resume[r.key] is not None]
+            self.session.launch(jobs, first, self.task)
+            wait_for({job: f"run {key}" for job, key in queued.items()})
         return keyed
 
     def launch_overrides(self, run: PlannedRun) -> tuple[str, ...]:
@@ -95,7 +107,8 @@ class SweepDriver:
     def pack(self, todo: Sequence[PlannedRun], first: int) -> list[tuple[str, ...]]:
         """Jobs of `sweep.runs_per_job` consecutive runs (same value, other seeds): each job's first run is
         launched, the others travel in its folder's members file (composed with their own tensorboard place) and
-        get folders after every launched job's."""
+        get folders after every launched job's. (A run that continues a killed attempt is launched on its own,
+        into its folder.)"""
         size = self.spec.runs_per_job
         groups = [todo[i: i + size] for i in range(0, len(todo), size)]
         num = first + len(groups)
@@ -107,6 +120,23 @@ class SweepDriver:
             if members:
                 write_members(self.sweep_dir / RUNS_DIR / str(first + index), members, self.spec.side_by_side)
         return [self.launch_overrides(group[0]) for group in groups]
+
+    def still_queued(self, keys: set[str]) -> dict[str, str]:
+        """SLURM job id → run key, for jobs submitted into this sweep (by any invocation) that SLURM still has
+        pending or running and that compute one of `keys`."""
+        roots = {self.sweep_dir / RUNS_DIR / ".submitit"}
+        folder = self.session.master.hydra.launcher.get("submitit_folder")
+        if folder:
+            from submitit.core.utils import JobPaths
+
+            roots.add(JobPaths.get_first_id_independent_folder(str(folder)))
+        submitted = submitted_jobs(roots) if keys else {}
+        queued = {}
+        for job_id in live_jobs(submitted):
+            key = run_key(task_config(self.session.job_config(submitted_overrides(submitted[job_id]))))
+            if key in keys:
+                queued[job_id] = key
+        return queued
 
     def results(self) -> list[RunResult]:
         """Every planned run joined with what is on disk."""
@@ -164,6 +194,11 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except HydraException as err:
         raise SweepConfigError(f"cannot compose {config_name} with {overrides}: {err}") from err
+
+
+def _in_folder(run_dir: Path | None) -> tuple[str, ...]:
+    """The override that launches a job into an existing run folder (to continue it there), if any."""
+    return () if run_dir is None else (f"hydra.sweep.subdir={run_dir.name}",)
 
 
 def _has_result(group: list, metric: str) -> bool:

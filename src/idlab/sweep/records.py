@@ -18,6 +18,7 @@ METRICS_FILE = "metrics.json"
 PLAN_FILE = "plan.json"
 RUNS_DIR = "runs"
 LOCK_FILE = ".sweep.lock"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class RunRecord:
     metrics: dict[str, float]
     error: str | None
     started: float
+    interrupted: bool = False  # the run never wrote an end status: killed, or still running somewhere
 
     def metric(self, name: str) -> float | None:
         """The named metric of a finished run, None if missing."""
@@ -93,7 +95,16 @@ def read_record(run_dir: Path) -> RunRecord | None:
         error = ("killed or interrupted before writing metrics.json" if record.get("status") == "running"
                  else "finished without writing metrics.json")
     return RunRecord(run_dir, str(record.get("key", "")), status, metrics or {}, error,
-                     float(record.get("started", 0.0)))
+                     float(record.get("started", 0.0)), record.get("status") == "running" and metrics is None)
+
+
+def resume_folder(group: list[RunRecord]) -> Path | None:
+    """The folder to continue a run in: its newest attempt's, when that attempt was interrupted after writing
+    checkpoints/last.ckpt (None: start afresh in a new folder; a run that failed with an error starts afresh)."""
+    newest = max(group, key=lambda r: r.started, default=None)
+    if newest is not None and newest.interrupted and (newest.run_dir / LAST_CHECKPOINT).is_file():
+        return newest.run_dir
+    return None
 
 
 def scan_runs(runs_dir: Path) -> list[RunRecord]:

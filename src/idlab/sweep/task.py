@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from idlab.sweep.identity import run_key
-from idlab.sweep.records import METRICS_FILE, RECORD_FILE, write_json_atomic
+from idlab.sweep.records import LAST_CHECKPOINT, METRICS_FILE, RECORD_FILE, write_json_atomic
 
 MEMBERS_FILE = "sweep_members.json"
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK")
@@ -48,7 +48,8 @@ def default_task(cfg: DictConfig) -> Any:
 @dataclass(frozen=True)
 class RecordedTask:
     """Wraps a task function: writes sweep_run.json (key, status, error) around it on rank zero, then runs the
-    job's member runs (if the driver packed any into it)."""
+    job's member runs (if the driver packed any into it). A run whose folder holds an interrupted attempt of the
+    same run with a last.ckpt continues from it (ckpt_path)."""
 
     task_function: Callable[[DictConfig], Any] = default_task
 
@@ -66,10 +67,18 @@ class RecordedTask:
 
 
 def recorded(task_function: Callable[[DictConfig], Any], cfg: DictConfig, out: Path) -> Any:
-    """Run the task with its record in `out` (status running → done/failed with the error and traceback)."""
+    """Run the task with its record in `out` (status running → done/failed with the error and traceback); an
+    interrupted attempt of the same run in `out` is continued from its last.ckpt."""
     rank_zero = _global_rank() == 0
-    record = {"key": run_key(cfg), "status": "running", "started": time.time(),
-              "host": socket.gethostname(), "pid": os.getpid()}
+    key = run_key(cfg)
+    resume = resume_checkpoint(out, key)
+    record = {"key": key, "status": "running", "started": time.time(),
+              "host": socket.gethostname(), "pid": os.getpid(), **scheduler_job()}
+    if resume is not None:
+        record["resumed_from"] = str(resume)
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(resume)
     if rank_zero:
         write_json_atomic(out / RECORD_FILE, record)
     try:
@@ -246,6 +255,27 @@ def _number(cfg: DictConfig, num: int) -> None:
     with open_dict(cfg):
         cfg.hydra.job.num = num
         cfg.hydra.job.id = f"{cfg.hydra.job.name}_{num}"
+
+
+def resume_checkpoint(run_dir: Path, key: str) -> Path | None:
+    """checkpoints/last.ckpt of `run_dir` when the folder's record is an interrupted attempt of this run."""
+    last = run_dir / LAST_CHECKPOINT
+    try:
+        previous = json.loads((run_dir / RECORD_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if previous.get("key") == key and previous.get("status") == "running" and last.is_file() \
+            and not (run_dir / METRICS_FILE).exists():
+        return last
+    return None
+
+
+def scheduler_job() -> dict[str, str]:
+    """The SLURM job running this run (A_i for an array task, as squeue and submitit name it), if any."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return {"slurm_job_id": f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"}
+    return {"slurm_job_id": env["SLURM_JOB_ID"]} if env.get("SLURM_JOB_ID") else {}
 
 
 def _global_rank() -> int:
