@@ -816,8 +816,8 @@ def code_text(folder: Path) -> str:
     return f" Code: {listed}." if listed else ""
 
 
-def render(root: Path, figures: Path, doc: Path) -> str:
-    """The whole of docs/results.md."""
+def render(root: Path, figures: Path, doc: Path, previous: Path | None = None) -> str:
+    """The whole of docs/results.md (`previous`: the superseded runs, for what the reruns moved)."""
     rel = Path(os.path.relpath(figures, doc.parent))
     runs = Root(root)
     out = ["# Reproducing the papers: results", "",
@@ -827,6 +827,8 @@ def render(root: Path, figures: Path, doc: Path) -> str:
            "\"individual\" baseline) and the offline mnist_mini; a verdict is a claim evaluated on the measured numbers "
            "(\"undetermined\" where the grid or unfinished runs leave it open), and \"not yet run\" marks missing runs. "
            "How to run: [reproduce.md](reproduce.md).", ""]
+    if previous is not None:
+        out += section_moved(runs, Root(previous))
     for title, name, section, two_scales, figs in SECTIONS:
         out += [f"## {title}", ""]
         for scale in ("full", "mini"):
@@ -841,6 +843,39 @@ def render(root: Path, figures: Path, doc: Path) -> str:
         out += meta(runs, name)
         out += [f"![{f}]({rel / f})" for f in figs if (figures / f).is_file()] + [""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def section_moved(root: Root, previous: Root) -> list[str]:
+    """What rerunning under the current RESULTS_VERSION moved: every sweep of the previous (superseded) runs beside
+    the same sweep now, d_int90 against its own baseline and the baseline itself, read from both sets of runs."""
+    rows = []
+    for scale in ("full", "mini"):
+        for plan in sorted((previous.root / scale).glob("*/**/plan.json")):
+            rel = plan.parent.relative_to(previous.root / scale)
+            if "runs" in rel.parts:
+                continue
+            old, new = previous.sweep(scale, str(rel)), root.sweep(scale, str(rel))
+            if old is None:
+                continue
+            before, after = old.dim("individual"), new.dim("individual") if new is not None else None
+            fresh = new is not None and stale_runs(new.folder) is None
+            if before is None or after is None or not fresh:
+                moved = "not rerun yet" if not fresh else "no d_int90 to compare"
+            elif before.value is None or after.value is None:
+                moved = "unchanged (not reached)" if before.value == after.value else "moved"
+            else:
+                ratio = after.value / before.value
+                moved = "unchanged" if ratio == 1 else f"×{ratio:.3g}"
+            base = lambda sweep: "—" if sweep is None or sweep.baseline.get("value") is None else \
+                f"{sweep.baseline['value']:.3f}"  # noqa: E731
+            rows.append([f"{scale}/{rel}", before.text() if before else "—",
+                         after.text() if after and fresh else "—", base(old), base(new) if fresh else "—", moved])
+    if not rows:
+        return []
+    return ["## What rerunning under the current code moved", "",
+            f"The same sweeps before (runs from an earlier results version, kept in `docs/runs/v1/`) and after "
+            f"results version {RESULTS_VERSION} ({RESULTS_CHANGES}); d_int90 against each sweep's own baseline.", "",
+            *table(["sweep", "d_int90 before", "d_int90 now", "baseline before", "baseline now", "moved"], rows), ""]
 
 
 def unpack(tarballs: Path, root: Path) -> list[Path]:
@@ -862,17 +897,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--doc", type=Path, default=Path("docs/results.md"))
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
     parser.add_argument("--unpack", type=Path, default=None, help="folder of <scale>/*.tar.gz to extract into --root")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="folder of <scale>/*.tar.gz of superseded runs (docs/runs/v1): what the reruns moved")
     args = parser.parse_args(argv)
     if args.unpack is not None:
         for tarball in unpack(args.unpack, args.root):
             print(f"unpacked {tarball}")
+    previous = None
+    if args.previous is not None:
+        previous = args.root / "previous"
+        for tarball in unpack(args.previous, previous):
+            print(f"unpacked {tarball} (previous)")
     from repro.figures import draw_all
 
     for path in draw_all(Root(args.root), args.figures):
         print(path)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.doc.with_name(f".{args.doc.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(args.root, args.figures, args.doc))
+    tmp.write_text(render(args.root, args.figures, args.doc, previous))
     os.replace(tmp, args.doc)
     print(args.doc)
 

@@ -46,7 +46,9 @@ def test_an_adaptations_step_size_yields_to_overrides_and_experiments(make_cfg) 
     assert make_cfg("adapt=lora").optim.optimizer.lr == 3e-3
     assert make_cfg("adapt=subspace", "optim.optimizer.lr=0.5").optim.optimizer.lr == 0.5
     assert make_cfg("adapt=subspace", "optim=sgd").optim.optimizer._target_ == "torch.optim.SGD"
-    assert make_cfg("+exp=li_mnist_fc").optim.optimizer.lr == 1e-3, "Li et al.'s own step size"
+    li = make_cfg("+exp=li_mnist_fc")
+    assert li.optim.optimizer.lr == 1e-2, "θ_d's step size for 10× fewer steps than Li (configs/exp/li_mnist_fc.yaml)"
+    assert "optim.optimizer.lr=0.001" in li.sweep.baseline_overrides, "the direct baseline keeps Li et al.'s own"
 
 
 def test_fast_dev_run_is_a_plain_override_and_still_tests_and_writes_metrics(tmp_path: Path) -> None:

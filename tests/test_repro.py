@@ -360,3 +360,17 @@ def test_results_made_under_an_earlier_results_version_are_marked_stale(tmp_path
     assert f"**Stale (mini scale): 3 of 3 runs predate results version {RESULTS_VERSION}**" in section
     assert "Stale (full scale)" not in section
     assert f"results version {RESULTS_VERSION}, idlab sources 0123456789abcdef (3 runs)" in section
+
+
+def test_what_the_rerun_moved_is_read_from_both_sets_of_runs(tmp_path: Path) -> None:
+    from idlab import RESULTS_VERSION
+
+    now, before = tmp_path / "root", tmp_path / "previous"
+    write_sweep(before / "mini" / "li_mnist" / "fc", {100: [0.5], 500: [0.95], 1000: [0.96]}, [1.0])
+    write_sweep(before / "mini" / "li_mnist" / "lenet", {100: [0.95]}, [1.0])
+    write_sweep(now / "mini" / "li_mnist" / "fc", {100: [0.5], 500: [0.85], 1000: [0.95]}, [1.0],
+                results_version=RESULTS_VERSION)
+    text = render(now, tmp_path / "figures", tmp_path / "results.md", previous=before)
+    assert cells_of(text, "mini/li_mnist/fc") == ["mini/li_mnist/fc", "500", "1,000", "1.000", "1.000", "×2"]
+    assert cells_of(text, "mini/li_mnist/lenet")[-1] == "not rerun yet"
+    assert "What rerunning" not in render(now, tmp_path / "figures", tmp_path / "results.md")

@@ -86,7 +86,7 @@ def test_a_killed_slurm_sweep_is_resumed_without_submitting_a_run_twice(cluster:
             rerun.wait()
     assert submitted(out) == first, "the rerun submitted runs again that SLURM still had queued or running"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["runs"] == {"done": 3, "failed": 0, "pending": 0, "planned": 3}, summary["failed"]
+    assert summary["runs"] == {"done": 3, "failed": 0, "pending": 0, "planned": 3, "diverged": 0}, summary["failed"]
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*/sweep_run.json")]
     assert len(records) == 3 and {r["slurm_job_id"] for r in records} == first, "one job, one folder, per run"
     assert cluster.run("squeue", "--noheader").stdout.strip() == "", "every job has ended"

@@ -313,7 +313,7 @@ def test_packed_runs_share_one_job_yet_keep_their_folders_records_and_failures(
     packed_dir = tmp_path / "packed"
     packed = sweep(config_dir, packed_dir, "sweep.runs_per_job=3")
     assert packed["points"] == alone["points"] and packed["runs"] == alone["runs"] == \
-        {"done": 7, "failed": 1, "pending": 0, "planned": 8}
+        {"done": 7, "failed": 1, "pending": 0, "planned": 8, "diverged": 0}
     assert [(f["value"], f["seed"]) for f in packed["failed"]] == [(1000, 1)], "a failed member sinks only itself"
     folders = sorted((packed_dir / RUNS_DIR).glob("[0-9]*"), key=lambda p: int(p.name))
     assert len(folders) == 8 and {p.name for p in folders} == {str(i) for i in range(8)}

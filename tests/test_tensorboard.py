@@ -62,12 +62,13 @@ def test_a_sweep_names_its_runs_and_gives_the_hparams_tab_every_run(tmp_path: Pa
     for name, d in (("adapt.d=8/seed=0", 8), ("adapt.d=32/seed=0", 32)):
         hparams = found[name]["hparams"]
         assert hparams["adapt.d"] == d and hparams["seed"] == 0 and hparams["adapt"] == "subspace"
-        assert hparams["params/trainable"] == d and hparams["optim.optimizer.lr"] == pytest.approx(1e-3)
+        assert hparams["params/trainable"] == d and hparams["optim.optimizer.lr"] == pytest.approx(1e-2)
         assert hparams["model"] == "fc" and hparams["data"] == "mnist"
         assert hparams["trainer"] == "cpu" and hparams["trainer.max_epochs"] == 1, "command-line overrides too"
         assert found[name]["group"] == name and found[name]["status"] == api_pb2.STATUS_SUCCESS
     base = found["baseline/seed=0"]["hparams"]
     assert base["adapt"] == "full" and "adapt.d" not in base and base["params/trainable"] > 32
+    assert base["optim.optimizer.lr"] == pytest.approx(1e-3), "adapt=full keeps the optimizer's own step size"
     # The final metrics are scalars of each run (what the HParams table shows), equal to metrics.json.
     for run_dir in (out / RUNS_DIR).iterdir():
         metrics = json.loads((run_dir / "metrics.json").read_text())
