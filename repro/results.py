@@ -34,6 +34,7 @@ NOT_RUN = "not yet run"
 COLUMNS = (("full", "global"), ("full", "individual"), ("mini", "individual"))
 HEADER = ("paper", "full MNIST, global baseline 1.0", "full MNIST, individual baseline", "mnist_mini, individual baseline")
 BIG = 1e15  # the upper end of a d_int that was not reached within the grid
+FALL = 0.05  # a seed-mean this far below the sweep's best at a larger value: training failed there
 
 
 # ----------------------------------------------------------------------------------------------- reading run folders
@@ -60,9 +61,11 @@ class Dim:
 
     value: float | None     # None: not reached up to `top`
     below: float            # the grid value before `value` (0 for the first): the d_int lies in (below, value]
-    top: float              # largest value swept
+    top: float              # largest value that bounds a d_int not reached (the largest swept, or `fall`'s peak)
     ci: tuple[float | None, float | None]
     missing: str            # "" when every seed of every value it depends on (and the baseline) finished
+    fall: tuple[float, float, float, float] | None = None  # not reached and the metric falls from its peak at
+    # larger values: (peak value, its mean, largest value, its mean); larger values then bound nothing
 
     def interval(self) -> tuple[float, float]:
         """Where the true d_int lies given the grid: (below, value] or (top, ∞)."""
@@ -79,6 +82,10 @@ class Dim:
         low, high = self.ci
         core = (f"**{num(self.value)}** (95 % CI {num(low)}–{num(high) if high is not None else 'not reached'})"
                 if self.value is not None else f"> {num(self.top)} (not reached)")
+        if self.fall is not None:
+            peak, best, top, last = self.fall
+            core = (f"> {num(peak)} (not reached: the metric peaks at {best:.3f} at {num(peak)} and falls to "
+                    f"{last:.3f} by {num(top)}, so the larger values failed to train and bound nothing)")
         return core + (f"; incomplete: {self.missing}" if self.missing else "")
 
 
@@ -152,7 +159,13 @@ class Sweep:
         missing = self.missing(value)
         if baseline == "global":  # the global baseline is a number: the baseline runs do not matter
             missing = "; ".join(g for g in missing.split("; ") if g and not g.startswith("baseline"))
-        return Dim(None if value is None else float(value), below, max(grid), ci, missing)
+        top, fall = max(grid), None
+        if value is None:  # a metric that falls at larger values says nothing about the d_int beyond its peak
+            means = {v: m for v in values if (m := self.mean(v)) is not None}
+            peak = max(means, key=means.get)
+            if peak < max(means) and means[max(means)] < means[peak] - FALL:
+                top, fall = peak, (peak, means[peak], max(means), means[max(means)])
+        return Dim(None if value is None else float(value), below, top, ci, missing, fall)
 
     def run_dirs(self, role: str) -> list[Path]:
         """Folders of the finished runs of one role (results.csv's run_dir, found under this folder's runs/)."""

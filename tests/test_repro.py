@@ -374,3 +374,18 @@ def test_what_the_rerun_moved_is_read_from_both_sets_of_runs(tmp_path: Path) -> 
     assert cells_of(text, "mini/li_mnist/fc") == ["mini/li_mnist/fc", "500", "1,000", "1.000", "1.000", "×2"]
     assert cells_of(text, "mini/li_mnist/lenet")[-1] == "not rerun yet"
     assert "What rerunning" not in render(now, tmp_path / "figures", tmp_path / "results.md")
+
+
+def test_a_metric_that_collapses_at_large_d_bounds_the_d_int_only_up_to_its_peak(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    # FC rises to 0.80 at d = 1,000 and falls to chance at 5,000 (training failed there): d_int90 > 1,000 is all
+    # the grid says. LeNet's slight dip (0.79 after 0.80) is noise, not a collapse: > 5,000.
+    write_sweep(root / "mini" / "li_mnist" / "fc", {100: [0.5], 1000: [0.8], 5000: [0.1]}, [1.0])
+    write_sweep(root / "mini" / "li_mnist" / "lenet", {100: [0.5], 1000: [0.8], 5000: [0.79]}, [1.0])
+    text = render(root, tmp_path / "figures", tmp_path / "results.md")
+    assert cells_of(text, "FC 784-200-200-10: d_int90")[4] == (
+        "> 1,000 (not reached: the metric peaks at 0.800 at 1,000 and falls to 0.100 by 5,000, so the larger "
+        "values failed to train and bound nothing)")
+    assert cells_of(text, "LeNet: d_int90")[4] == "> 5,000 (not reached)"
+    # FC's d_int90 lies above 1,000, LeNet's above 5,000: the comparison is open, not "LeNet's is larger".
+    assert cells_of(text, "LeNet's d_int90 is below FC's")[3].startswith("undetermined")
