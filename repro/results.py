@@ -858,18 +858,38 @@ def render(root: Path, figures: Path, doc: Path, previous: Path | None = None) -
     return "\n".join(out).rstrip() + "\n"
 
 
+def sweep_names(root: Path, scale: str) -> list[str]:
+    """Every sweep folder (one with plan.json) under root/scale, relative to it, run folders left out."""
+    found = (plan.parent.relative_to(root / scale) for plan in (root / scale).glob("*/**/plan.json"))
+    return sorted(str(rel) for rel in found if "runs" not in rel.parts)
+
+
+def renamed(old: list[str], new: list[str]) -> dict[str, str]:
+    """old sweep name → its name now: itself where it still exists, else the one new sweep that nothing old is
+    called and whose name extends it (memorisation/real_labels → memorisation/real_labels_n1000)."""
+    unclaimed = [n for n in new if n not in old]
+    out = {}
+    for name in old:
+        if name in new:
+            out[name] = name
+        elif len(match := [n for n in unclaimed if n.startswith(f"{name}_")]) == 1:
+            out[name] = match[0]
+    return out
+
+
 def section_moved(root: Root, previous: Root) -> list[str]:
     """What rerunning under the current RESULTS_VERSION moved: every sweep of the previous (superseded) runs beside
     the same sweep now, d_int90 against its own baseline and the baseline itself, read from both sets of runs."""
     rows = []
     for scale in ("full", "mini"):
-        for plan in sorted((previous.root / scale).glob("*/**/plan.json")):
-            rel = plan.parent.relative_to(previous.root / scale)
-            if "runs" in rel.parts:
-                continue
-            old, new = previous.sweep(scale, str(rel)), root.sweep(scale, str(rel))
+        old_names = sweep_names(previous.root, scale)
+        now_names = renamed(old_names, sweep_names(root.root, scale)) if (root.root / scale).is_dir() else {}
+        for rel in old_names:
+            old = previous.sweep(scale, rel)
             if old is None:
                 continue
+            now = now_names.get(rel)
+            new = root.sweep(scale, now) if now else None
             before, after = old.dim("individual"), new.dim("individual") if new is not None else None
             fresh = new is not None and stale_runs(new.folder) is None
             if before is None or after is None or not fresh:
@@ -881,8 +901,9 @@ def section_moved(root: Root, previous: Root) -> list[str]:
                 moved = "unchanged" if ratio == 1 else f"×{ratio:.3g}"
             base = lambda sweep: "—" if sweep is None or sweep.baseline.get("value") is None else \
                 f"{sweep.baseline['value']:.3f}"  # noqa: E731
-            rows.append([f"{scale}/{rel}", before.text() if before else "—",
-                         after.text() if after and fresh else "—", base(old), base(new) if fresh else "—", moved])
+            name = f"{scale}/{rel}" if now in (None, rel) else f"{scale}/{rel} (now {now})"
+            rows.append([name, before.text() if before else "—", after.text() if after and fresh else "—",
+                         base(old), base(new) if fresh else "—", moved])
     if not rows:
         return []
     return ["## What rerunning under the current code moved", "",

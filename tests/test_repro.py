@@ -370,8 +370,17 @@ def test_what_the_rerun_moved_is_read_from_both_sets_of_runs(tmp_path: Path) -> 
     write_sweep(before / "mini" / "li_mnist" / "lenet", {100: [0.95]}, [1.0])
     write_sweep(now / "mini" / "li_mnist" / "fc", {100: [0.5], 500: [0.85], 1000: [0.95]}, [1.0],
                 results_version=RESULTS_VERSION)
+    # a sweep renamed since: memorisation/real_labels is now real_labels_n1000; real_labels_n4000 kept its name
+    write_sweep(before / "mini" / "memorisation" / "real_labels", {100: [0.5], 500: [0.95]}, [1.0])
+    write_sweep(before / "mini" / "memorisation" / "real_labels_n4000", {100: [0.5], 500: [0.95]}, [1.0])
+    for name in ("real_labels_n1000", "real_labels_n4000"):
+        write_sweep(now / "mini" / "memorisation" / name, {100: [0.95], 500: [0.96]}, [1.0],
+                    results_version=RESULTS_VERSION)
     text = render(now, tmp_path / "figures", tmp_path / "results.md", previous=before)
     assert cells_of(text, "mini/li_mnist/fc") == ["mini/li_mnist/fc", "500", "1,000", "1.000", "1.000", "×2"]
+    assert cells_of(text, "mini/memorisation/real_labels") == [
+        "mini/memorisation/real_labels (now memorisation/real_labels_n1000)", "500", "100", "1.000", "1.000", "×0.2"]
+    assert cells_of(text, "mini/memorisation/real_labels_n4000")[0] == "mini/memorisation/real_labels_n4000"
     assert cells_of(text, "mini/li_mnist/lenet")[-1] == "not rerun yet"
     assert "What rerunning" not in render(now, tmp_path / "figures", tmp_path / "results.md")
 
