@@ -178,7 +178,7 @@ def bench_scaling(results: Results, sizes: list[tuple[int, int]], reference: Pat
 def bench_probe(results: Results, n: int, quick: bool) -> None:
     """ResNet-18's probe forward (what dominates a cifar10_id measurement) under variants: time, and how far each
     moves the activations and the IDs from the callback's default (eval, no_grad, NCHW, batch 1024, fp32)."""
-    from idlab.callbacks.activation_id import evaluation
+    from idlab.models.base import evaluation
     from idlab.data.spec import DataSpec
     from idlab.id.activations import collect_activations
     from idlab.models.resnet import ResNet

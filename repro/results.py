@@ -34,7 +34,6 @@ NOT_RUN = "not yet run"
 COLUMNS = (("full", "global"), ("full", "individual"), ("mini", "individual"))
 HEADER = ("paper", "full MNIST, global baseline 1.0", "full MNIST, individual baseline", "mnist_mini, individual baseline")
 BIG = 1e15  # the upper end of a d_int that was not reached within the grid
-FALL = 0.05  # a seed-mean this far below the sweep's best at a larger value: training failed there
 
 
 # ----------------------------------------------------------------------------------------------- reading run folders
@@ -161,10 +160,10 @@ class Sweep:
             missing = "; ".join(g for g in missing.split("; ") if g and not g.startswith("baseline"))
         top, fall = max(grid), None
         if value is None:  # a metric that falls at larger values says nothing about the d_int beyond its peak
-            means = {v: m for v in values if (m := self.mean(v)) is not None}
-            peak = max(means, key=means.get)
-            if peak < max(means) and means[max(means)] < means[peak] - FALL:
-                top, fall = peak, (peak, means[peak], max(means), means[max(means)])
+            from idlab.sweep.results import metric_falls
+
+            fall = metric_falls({v: m for v in values if (m := self.mean(v)) is not None})
+            top = fall[0] if fall else top
         return Dim(None if value is None else float(value), below, top, ci, missing, fall)
 
     def run_dirs(self, role: str) -> list[Path]:

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import idlab.callbacks.activation_id as activation_id
-from idlab.callbacks.activation_id import ActivationID, evaluation
+from idlab.callbacks.activation_id import ActivationID
+from idlab.models.base import evaluation
 from idlab.id import gride, id_scaling, neighbourhood_overlap, twonn_bootstrap
 from idlab.id.activations import collect_activations, match_layers, reduce_output
 from idlab.id.report import read_csv, scale_figure

@@ -41,9 +41,12 @@ sweep:
 
 
 def planted_accuracy(cfg: DictConfig) -> float:
-    """Full training scores 1.0; a d-dimensional subspace scores min(1, d/1000) minus 0.01 × seed."""
+    """Full training scores 1.0; a d-dimensional subspace scores min(1, d/1000) minus 0.01 × seed, or chance 0.1
+    above d = $SYNTHETIC_COLLAPSE_ABOVE (training that fails at large d without diverging)."""
     if cfg.adapt.kind == "full":
         return 1.0
+    if cfg.adapt.d > float(os.environ.get("SYNTHETIC_COLLAPSE_ABOVE", "inf")):
+        return 0.1
     return min(1.0, cfg.adapt.d / 1000) - 0.01 * cfg.seed
 
 
@@ -332,3 +335,15 @@ def test_packed_runs_share_one_job_yet_keep_their_folders_records_and_failures(
 def test_side_by_side_needs_room_in_the_job(config_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SweepConfigError, match="side_by_side=3.*runs_per_job=2"):
         sweep(config_dir, tmp_path / "s", "sweep.runs_per_job=2", "sweep.side_by_side=3")
+
+
+def test_a_metric_that_falls_at_larger_d_is_warned_about(config_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = sweep(config_dir, tmp_path / "plain")
+    assert not any("falls from" in w for w in plain["warnings"]), "a metric that only rises draws no warning"
+    monkeypatch.setenv("SYNTHETIC_COLLAPSE_ABOVE", "1000")
+    summary = sweep(config_dir, tmp_path / "collapse")
+    assert summary["d_int90"]["value"] == 1000, "the d_int itself is read as before"
+    assert any(w.startswith("test/acc falls from 0.995 at adapt.d=1000 to 0.100 at 10000") and "above 1000" in w
+               for w in summary["warnings"]), summary["warnings"]
+

@@ -15,6 +15,7 @@ from idlab.id.activations import REDUCTIONS, collect_activations, match_layers, 
 from idlab.id.estimators import Estimator, make_estimator
 from idlab.id.report import Measurement, append_csv, drop_rows_after, metrics_dict, profile_figure, scale_figure
 from idlab.id.twonn import distinct_search
+from idlab.models.base import evaluation
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -301,24 +302,3 @@ def split_tensors(trainer: pl.Trainer, split: str) -> tuple[torch.Tensor, torch.
     loader = getattr(source, f"{split}_dataloader")()
     batches = [(b[0], b[1]) for b in loader]
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-
-
-class evaluation:
-    """eval() + no_grad() for the block; every submodule's previous train/eval flag is restored afterwards."""
-
-    def __init__(self, module: nn.Module) -> None:
-        """Remember the module to switch."""
-        self.module = module
-
-    def __enter__(self) -> None:
-        """Record each submodule's mode, switch to eval and disable autograd."""
-        self.modes = {m: m.training for m in self.module.modules()}
-        self.grad = torch.is_grad_enabled()
-        self.module.eval()
-        torch.set_grad_enabled(False)
-
-    def __exit__(self, *exc: object) -> None:
-        """Restore autograd and every submodule's mode."""
-        torch.set_grad_enabled(self.grad)
-        for module, training in self.modes.items():
-            module.training = training

@@ -1,6 +1,7 @@
-"""What every architecture shares: a DataSpec check and the names other concerns rely on."""
+"""What every architecture shares: a DataSpec check, the names other concerns rely on, and `evaluation`."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from idlab.data.spec import DataSpec
@@ -35,3 +36,24 @@ def positive(**values: int | float) -> None:
     for name, value in values.items():
         if value <= 0:
             raise ValueError(f"model.{name}={value} must be positive")
+
+
+class evaluation:
+    """eval() + no_grad() for the block; every submodule's previous train/eval flag is restored afterwards."""
+
+    def __init__(self, module: nn.Module) -> None:
+        """Remember the module to switch."""
+        self.module = module
+
+    def __enter__(self) -> None:
+        """Record each submodule's mode, switch to eval and disable autograd."""
+        self.modes = {m: m.training for m in self.module.modules()}
+        self.grad = torch.is_grad_enabled()
+        self.module.eval()
+        torch.set_grad_enabled(False)
+
+    def __exit__(self, *exc: object) -> None:
+        """Restore autograd and every submodule's mode."""
+        torch.set_grad_enabled(self.grad)
+        for module, training in self.modes.items():
+            module.training = training

@@ -217,11 +217,38 @@ def _warnings(summary: dict[str, Any]) -> list[str]:
     if summary["metric"].startswith("best/"):
         out.append(f"sweep.metric={summary['metric']} is a maximum over the evaluations of the split it reports "
                    "(selected on the same data); use test/acc, measured on the checkpoint chosen on val")
+    falls = _falls(summary)
+    if falls:
+        out.append(falls)
     for name in (k for k in summary if k.startswith("d_int")):
         if summary[name].get("ci_note"):
             out.append(f"{name}: {summary[name]['ci_note']}")
             break
     return out
+
+
+FALL = 0.05  # a seed-mean this far below the best at a smaller value: the runs at the larger value trained worse
+
+
+def metric_falls(means: dict[float, float]) -> tuple[float, float, float, float] | None:
+    """(peak value, its mean, largest value, its mean) when the seed-mean at the largest value lies FALL or more
+    below the best at a smaller value: those runs trained worse without diverging, so the grid's top bounds nothing."""
+    if len(means) < 2:
+        return None
+    peak = max(means, key=means.get)
+    top = max(means)
+    return (peak, means[peak], top, means[top]) if top > peak and means[top] <= means[peak] - FALL else None
+
+
+def _falls(summary: dict[str, Any]) -> str | None:
+    """The warning for metric_falls over the summary's seed-means."""
+    fall = metric_falls({p["value"]: p["mean"] for p in summary["points"] if p.get("mean") is not None})
+    if fall is None:
+        return None
+    peak, best, top, last = fall
+    return (f"{summary['metric']} falls from {best:.3f} at {summary['param']}={peak:g} to {last:.3f} at {top:g}: "
+            "the runs at larger values trained worse without diverging (often a step size too large there), so a "
+            f"d_int not reached on this grid is only known to lie above {peak:g}")
 
 
 def _is_seed_key(key: str) -> bool:

@@ -11,8 +11,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from idlab.adapt.base import count_trainable
-from idlab.callbacks.activation_id import evaluation
 from idlab.data.chunks import Chunk
+from idlab.models.base import evaluation
 from idlab.training.graphed import GraphPolicy, GraphSteps
 from idlab.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
