@@ -250,6 +250,19 @@ def plan(lanes: list[list[str]], env: dict[str, str], scripts: Path) -> list[dic
     return rows
 
 
+def missing_launcher(env: dict[str, str]) -> str | None:
+    """Why the scripts' sweeps cannot start here, before any lane runs: JOBS > 1 launches them through Hydra's
+    joblib launcher, a separate package that a bare GPU image may lack (then every sweep would fail on its own)."""
+    if int(env.get("JOBS", "1")) <= 1 or env.get("DRY") == "1":
+        return None
+    probe = [env.get("PYTHON", sys.executable), "-c", "import hydra_plugins.hydra_joblib_launcher"]
+    if subprocess.run(probe, env=env, capture_output=True).returncode == 0:
+        return None
+    return (f"JOBS={env['JOBS']} runs each sweep's runs through Hydra's joblib launcher, which {probe[0]} cannot "
+            "import; install hydra-joblib-launcher (pip install hydra-joblib-launcher==1.2.0; on a GPU image "
+            "carry its wheel) or set JOBS=1")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments; an unknown result or a bad budget is one clear line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -296,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(r["runs"] * r["steps"] for r in rows)
         print(f"| all | | | {sum(r['runs'] for r in rows)} | | {total:,} |")
         return 0
+    missing = missing_launcher(env)
+    if missing:
+        print(f"call.py: {missing}", file=sys.stderr)
+        return 2
     invocation = "python repro/call.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     ok = True
     for outcome in run_lanes(args.lanes, deadline, env, args.root, args.scripts):

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from repro.results import LI_NETS, Root, Sweep, grid_nets, llid, llid_scales, memorisation_scales, scalars, \
+from repro.results import LI_NETS, Root, Sweep, grid_nets, llid, llid_scales, memorisation_scales, scalars, step_text, \
     seed_dirs  # noqa: E402
 
 SCALES = (("full", "full MNIST"), ("mini", "mnist_mini"))
@@ -97,15 +97,15 @@ def li_mnist_grid(root: Root, out: Path) -> list[Path]:
 
 def memorisation(root: Root, out: Path) -> list[Path]:
     """Result 2: training accuracy vs d, real vs shuffled labels, one panel per scale and label count."""
-    cells = [(s, label, n, real, shuf) for s, label in SCALES for n, real, shuf in memorisation_scales(root, s)]
+    cells = [(s, label, n, lr, real, shuf) for s, label in SCALES for n, lr, real, shuf in memorisation_scales(root, s)]
     if not cells:
         return []
     fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4), squeeze=False)
-    for ax, (scale, label, n, real, shuffled) in zip(axes[0], cells):
+    for ax, (scale, label, n, lr, real, shuffled) in zip(axes[0], cells):
         for rel, name, color in ((real, "real labels", "C0"), (shuffled, "shuffled labels", "C3")):
             if sweep := root.sweep(scale, rel):
                 curve(ax, sweep, name, color)
-        finish(ax, "subspace dimension d", "training accuracy", f"{label}: FC 5×400 on {n:,} labels", target=0.89)
+        finish(ax, "subspace dimension d", "training accuracy", f"{label}: FC 5×400 on {n:,} labels, {step_text(lr)}", target=0.89)
     return [save(fig, out / "memorisation.png")]
 
 

@@ -446,64 +446,84 @@ def section_grid(root: Root) -> list[str]:
         claim_rows(root, [claim])
 
 
-def memorisation_scales(root: Root, scale: str) -> list[tuple[int, str, str]]:
-    """(training labels, real-label sweep, shuffled-label sweep) per label count at one scale, by count."""
+def memorisation_scales(root: Root, scale: str) -> list[tuple[int, float, str, str]]:
+    """(training labels, θ_d's step size, real-label sweep, shuffled-label sweep) per label count and step size at
+    one scale, by count then step size (largest first: the exp file's 1e-2 before a smaller-step repeat)."""
     out = []
     for shuffled in root.folders(scale, "memorisation/shuffled_labels*"):
         real = shuffled.parent / shuffled.name.replace("shuffled_labels", "real_labels")
         sweep = root.sweep(scale, f"memorisation/{shuffled.name}")
-        labels = train_size(sweep.config() or sweep.config("baseline")) if sweep else None
+        cfg = (sweep.config() or sweep.config("baseline")) if sweep else None
+        labels = train_size(cfg)
         if labels is not None:
-            out.append((labels, f"memorisation/{real.name}", f"memorisation/{shuffled.name}"))
-    return sorted(out)
+            lr = float(sweep.config().optim.optimizer.lr) if sweep.config() is not None else float("nan")
+            out.append((labels, lr, f"memorisation/{real.name}", f"memorisation/{shuffled.name}"))
+    return sorted(out, key=lambda t: (t[0], -t[1]))
+
+
+def step_text(lr: float) -> str:
+    """Adam's step size on θ_d as the tables write it: 'Adam 1e-2'."""
+    mantissa, exponent = f"{lr:.0e}".split("e")
+    return f"Adam {mantissa}e{int(exponent)}"
 
 
 def section_memorisation(root: Root) -> list[str]:
-    """Result 2: d_int90 of training accuracy with real vs shuffled labels, per label count."""
+    """Result 2: d_int90 of training accuracy with real vs shuffled labels, per label count and step size."""
     def cells(kind: str) -> list[str]:
         out = []
         for scale, base in COLUMNS:
             parts = []
-            for labels, real, shuffled in memorisation_scales(root, scale):
+            for labels, lr, real, shuffled in memorisation_scales(root, scale):
                 d_real, d_shuf = root.dim(scale, real, base), root.dim(scale, shuffled, base)
                 text = {"real": d_real.cell() if d_real else NOT_RUN, "shuffled": d_shuf.cell() if d_shuf else NOT_RUN,
                         "per_label": (f"{num(d_shuf.value / labels)}" if d_shuf and d_shuf.value
                                       else (f"> {num(d_shuf.top / labels)}" if d_shuf else NOT_RUN)),
                         "gap": ratio_text(d_shuf, d_real)}[kind]
-                parts.append(f"{text} at {labels:,} labels")
+                parts.append(f"{text} at {labels:,} labels, {step_text(lr)}")
             out.append("<br>".join(parts) or NOT_RUN)
         return out
     ref = paper.LI_MEMORISATION
     rows = [["real labels: d_int90 of train accuracy", "—", *cells("real")],
-            ["100 % shuffled labels: d_int90 of train accuracy", f"{num(ref['d_int90'])} at {ref['labels']:,} labels",
-             *cells("shuffled")],
+            ["100 % shuffled labels: d_int90 of train accuracy", f"{num(ref['d_int90'])} at {ref['labels']:,} labels, "
+             "Adam 1e-4", *cells("shuffled")],
             ["floats per memorised label (shuffled d_int90 ÷ labels)", num(ref["per_label"]), *cells("per_label")],
             ["shuffled / real d_int90", "—", *cells("gap")]]
 
     def largest(scale: str, base: str) -> dict[str, Q | None]:
+        """At the largest label count, the step size whose shuffled-label sweep reached its target at the smallest
+        d (a sweep that never reached it ranks last): a too-large step fails to train and bounds nothing."""
         scales = memorisation_scales(root, scale)
         if not scales:
             return {"shuffled": None, "real": None}
-        _, real, shuffled = scales[-1]
+        top = [s for s in scales if s[0] == scales[-1][0]]
+
+        def rank(entry: tuple[int, float, str, str]) -> float:
+            dim = root.dim(scale, entry[3], base)
+            return dim.value if dim is not None and dim.value is not None else float("inf")
+        _, _, real, shuffled = min(top, key=rank)
         return {"shuffled": q_dim(root.dim(scale, shuffled, base)), "real": q_dim(root.dim(scale, real, base))}
 
     def two_counts(scale: str, base: str) -> dict[str, Q | None]:
+        """The smallest and largest label count measured at one step size (the first such step size)."""
         scales = memorisation_scales(root, scale)
-        if len(scales) < 2:
-            return {"two label counts": None}
-        out: dict[str, Q | None] = {}
-        for labels, real, shuffled in (scales[0], scales[-1]):
-            out[f"shuffled@{labels:,}"] = q_dim(root.dim(scale, shuffled, base))
-            out[f"real@{labels:,}"] = q_dim(root.dim(scale, real, base))
-        return out
+        for lr in dict.fromkeys(s[1] for s in scales):
+            same = [s for s in scales if s[1] == lr]
+            if same[-1][0] > same[0][0]:
+                out: dict[str, Q | None] = {}
+                for labels, _, real, shuffled in (same[0], same[-1]):
+                    out[f"shuffled@{labels:,}"] = q_dim(root.dim(scale, shuffled, base))
+                    out[f"real@{labels:,}"] = q_dim(root.dim(scale, real, base))
+                return out
+        return {"two label counts": None}
 
     def grows(d: dict[str, float]) -> bool:
         shuf, real = [v for k, v in d.items() if k.startswith("shuffled")], [v for k, v in d.items() if k.startswith("real")]
         return shuf[1] / real[1] > shuf[0] / real[0]
     claims = [("at the largest label count, shuffled labels need at least 5× the d_int90 of real labels "
-               "(paper: 190,000 vs 750 on test accuracy)", largest, lambda d: d["shuffled"] >= 5 * d["real"]),
-              ("the shuffled/real gap grows with the number of labels (memorising costs d per label)", two_counts,
-               grows)]
+               "(paper: 190,000 vs 750 on test accuracy); where several step sizes ran, the one that memorised at "
+               "the smallest d", largest, lambda d: d["shuffled"] >= 5 * d["real"]),
+              ("the shuffled/real gap grows with the number of labels (memorising costs d per label), at one step "
+               "size", two_counts, grows)]
     return table(["quantity", *HEADER], rows) + [""] + claim_rows(root, claims)
 
 
@@ -804,12 +824,22 @@ def record_text(record: dict | None) -> str:
 
 
 def code_versions(folder: Path) -> dict[tuple[int, str], int]:
-    """(results version, idlab sources hash) → number of runs, from the runs' metrics.json (a run that recorded no
-    code version predates version 2)."""
+    """(results version, idlab sources hash) → number of runs: a sweep's runs from its summary.json (only the runs
+    it aggregates, so runs superseded by a rerun under a newer results version no longer count), every other run
+    from its metrics.json (a run that recorded no code version predates version 2; so does a summary without
+    code versions, whose runs count from their metrics.json; runs set aside as `*.unfinished.*` do not count)."""
     versions: dict[tuple[int, str], int] = {}
+    summaries = {p.parent: read_json(p) or {} for p in folder.rglob("summary.json")} if folder.is_dir() else {}
+    sweeps = [sweep for sweep, summary in summaries.items() if "code_versions" in summary]
+    for sweep in sweeps:
+        for code in summaries[sweep]["code_versions"]:
+            key = (int(code.get("results_version") or 1), str(code.get("source_hash") or "not recorded"))
+            versions[key] = versions.get(key, 0) + int(code.get("runs", 0))
     for path in folder.rglob("metrics.json") if folder.is_dir() else []:
+        if any(path.is_relative_to(sweep) for sweep in sweeps) or ".unfinished." in str(path.relative_to(folder)):
+            continue  # a sweep's run, counted above, or a run train_once set aside to train again
         code = (read_json(path) or {}).get("code") or {}
-        key = (int(code.get("results_version", 1)), str(code.get("source_hash") or "not recorded"))
+        key = (int(code.get("results_version") or 1), str(code.get("source_hash") or "not recorded"))
         versions[key] = versions.get(key, 0) + 1
     return versions
 

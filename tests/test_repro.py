@@ -398,3 +398,64 @@ def test_a_metric_that_collapses_at_large_d_bounds_the_d_int_only_up_to_its_peak
     assert cells_of(text, "LeNet: d_int90")[4] == "> 5,000 (not reached)"
     # FC's d_int90 lies above 1,000, LeNet's above 5,000: the comparison is open, not "LeNet's is larger".
     assert cells_of(text, "LeNet's d_int90 is below FC's")[3].startswith("undetermined")
+
+
+def test_runs_a_rerun_superseded_or_set_aside_do_not_make_a_result_stale(tmp_path: Path) -> None:
+    from idlab import RESULTS_VERSION
+    from repro.results import code_versions, stale_runs
+
+    result = tmp_path / "root" / "mini" / "finetune_id"
+    write_sweep(result / "from_step0", {100: [0.5], 500: [0.95]}, 1.0, results_version=RESULTS_VERSION)
+    # what a rerun under the new version leaves beside the runs it aggregates: the old runs' folders ...
+    old = result / "from_step0" / "runs" / "99"
+    old.mkdir(parents=True)
+    (old / "metrics.json").write_text(json.dumps({"test/acc": 0.4}))
+    # ... and the pretraining train_once set aside (no code version: made before version 2)
+    aside = result / "pretrain_mul.unfinished.1796185483"
+    aside.mkdir()
+    (aside / "metrics.json").write_text(json.dumps({"train/acc": 1.0}))
+    assert code_versions(result) == {(RESULTS_VERSION, "0123456789abcdef"): 2}
+    assert stale_runs(result) is None
+    kept = result / "pretrain_mul"  # a finished run outside any sweep still counts, stale when it is old
+    kept.mkdir()
+    (kept / "metrics.json").write_text(json.dumps({"train/acc": 1.0}))
+    assert stale_runs(result) == (1, 3)
+
+
+def test_memorisation_at_two_step_sizes_is_read_per_step_size(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    memorisation = root / "full" / "memorisation"
+
+    def sweep(name: str, points: dict[float, list[float]], lr: float) -> None:
+        write_sweep(memorisation / name, points, [1.0], threshold=0.89, metric="train/acc")
+        cfg = compose_config(["+exp=li_mnist_shuffled_labels", f"optim.optimizer.lr={lr}"], tmp_path, fast=False)
+        for run in (memorisation / name / "runs").iterdir():
+            (run / ".hydra").mkdir()
+            OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    # Adam 1e-2 collapses above 2,000 (never reaches 0.89); 1e-3 memorises at 8,000. Real labels: 1,000 at both.
+    sweep("shuffled_labels_n10000", {1000: [0.5], 2000: [0.8], 8000: [0.1]}, 1e-2)
+    sweep("real_labels_n10000", {1000: [0.95], 2000: [1.0], 8000: [1.0]}, 1e-2)
+    sweep("shuffled_labels_n10000_lr1e-3", {1000: [0.2], 5000: [0.5], 8000: [0.95]}, 1e-3)
+    sweep("real_labels_n10000_lr1e-3", {1000: [0.9], 2000: [1.0], 8000: [1.0]}, 1e-3)
+    text = render(root, tmp_path / "figures", tmp_path / "results.md")
+    shuffled = cells_of(text, "100 % shuffled labels")[2].split("<br>")
+    assert shuffled[0].startswith("> 2,000 (not reached: the metric peaks at 0.800") and \
+        shuffled[0].endswith("at 10,000 labels, Adam 1e-2")
+    assert shuffled[1] == "**8,000** (95 % CI 8,000–8,000) at 10,000 labels, Adam 1e-3"
+    # the claim reads the step size that memorised, not the one that failed to train
+    assert cells_of(text, "at the largest label count")[1] == "**holds** — shuffled 8,000; real 1,000"
+    # one label count at each step size: nothing to say about the gap growing with the count
+    assert cells_of(text, "the shuffled/real gap grows")[1].startswith(NOT_RUN)
+
+
+def test_a_call_without_the_joblib_launcher_stops_before_any_script(tmp_path: Path) -> None:
+    assert call.missing_launcher({"JOBS": "4", "PYTHON": sys.executable}) is None  # installed here
+    assert call.missing_launcher({"JOBS": "1", "PYTHON": "/bin/false"}) is None  # in-process: no launcher needed
+    message = call.missing_launcher({"JOBS": "4", "PYTHON": "/bin/false"})
+    assert message is not None and "hydra-joblib-launcher" in message and "JOBS=1" in message
+    env = {**os.environ, "JOBS": "4", "PYTHON": "/bin/false"}
+    done = subprocess.run([sys.executable, str(REPO / "repro" / "call.py"), "--budget", "5", "--root",
+                           str(tmp_path / "root"), "--out", str(tmp_path / "out"), "mini/li_mnist"],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "joblib launcher" in done.stderr
+    assert not (tmp_path / "root").exists() and not (tmp_path / "out").exists()
