@@ -177,7 +177,8 @@ def bench_scaling(results: Results, sizes: list[tuple[int, int]], reference: Pat
 
 def bench_probe(results: Results, n: int, quick: bool) -> None:
     """ResNet-18's probe forward (what dominates a cifar10_id measurement) under variants: time, and how far each
-    moves the activations and the IDs from the callback's default (eval, no_grad, NCHW, batch 1024, fp32)."""
+    moves the activations and the IDs from the NCHW reference (eval, no_grad, batch 1024, fp32; the callback's
+    default turns CUDA image batches channels-last since 2026-12-02, the `channels_last_input` variant)."""
     from idlab.models.base import evaluation
     from idlab.data.spec import DataSpec
     from idlab.id.activations import collect_activations
@@ -194,7 +195,8 @@ def bench_probe(results: Results, n: int, quick: bool) -> None:
             inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
             with evaluation(model), torch.inference_mode(inference), \
                     torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                return collect_activations(model, model, layers, inputs, batch_size, device)
+                return collect_activations(model, model, layers, inputs, batch_size, device,
+                                           channels_last=channels_last)
         return run
 
     conv_tf32 = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
