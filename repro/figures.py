@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from repro.results import LI_NETS, Root, Sweep, grid_nets, llid, llid_scales, memorisation_scales, scalars, step_text, \
-    seed_dirs  # noqa: E402
+from repro.results import LI_NETS, Root, Sweep, grid_nets, llid, llid_scales, memorisation_scales, scalars, \
+    seed_dirs, step_text  # noqa: E402
 
 SCALES = (("full", "full MNIST"), ("mini", "mnist_mini"))
 
@@ -105,7 +105,8 @@ def memorisation(root: Root, out: Path) -> list[Path]:
         for rel, name, color in ((real, "real labels", "C0"), (shuffled, "shuffled labels", "C3")):
             if sweep := root.sweep(scale, rel):
                 curve(ax, sweep, name, color)
-        finish(ax, "subspace dimension d", "training accuracy", f"{label}: FC 5×400 on {n:,} labels, {step_text(lr)}", target=0.89)
+        finish(ax, "subspace dimension d", "training accuracy", f"{label}: FC 5×400 on {n:,} labels, {step_text(lr)}",
+               target=0.89)
     return [save(fig, out / "memorisation.png")]
 
 

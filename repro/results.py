@@ -462,7 +462,9 @@ def memorisation_scales(root: Root, scale: str) -> list[tuple[int, float, str, s
 
 
 def step_text(lr: float) -> str:
-    """Adam's step size on θ_d as the tables write it: 'Adam 1e-2'."""
+    """Adam's step size on θ_d as the tables write it: 'Adam 1e-2' ('step size unknown' when no run recorded it)."""
+    if not math.isfinite(lr):
+        return "step size unknown"
     mantissa, exponent = f"{lr:.0e}".split("e")
     return f"Adam {mantissa}e{int(exponent)}"
 
