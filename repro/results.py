@@ -93,6 +93,7 @@ class Sweep:
 
     def __init__(self, folder: Path, summary: dict) -> None:
         self.folder, self.summary = folder, summary
+        self.configs: dict[str, Any] = {}
         self.spec = summary.get("spec", {})
         self.seeds = [str(s) for s in self.spec.get("seeds", [])]
         self.planned = [float(v) for v in self.spec.get("values", [])]
@@ -191,8 +192,10 @@ class Sweep:
         return None
 
     def config(self, role: str = "point") -> Any:
-        """The resolved config of one finished run of this role."""
-        return next((c for r in self.run_dirs(role) if (c := run_config(r)) is not None), None)
+        """The resolved config of one finished run of this role (read once)."""
+        if role not in self.configs:
+            self.configs[role] = next((c for r in self.run_dirs(role) if (c := run_config(r)) is not None), None)
+        return self.configs[role]
 
 
 def load(folder: Path) -> Sweep | None:
@@ -453,10 +456,10 @@ def memorisation_scales(root: Root, scale: str) -> list[tuple[int, float, str, s
     for shuffled in root.folders(scale, "memorisation/shuffled_labels*"):
         real = shuffled.parent / shuffled.name.replace("shuffled_labels", "real_labels")
         sweep = root.sweep(scale, f"memorisation/{shuffled.name}")
-        cfg = (sweep.config() or sweep.config("baseline")) if sweep else None
-        labels = train_size(cfg)
+        point = sweep.config() if sweep else None
+        labels = train_size(point or (sweep.config("baseline") if sweep else None))
         if labels is not None:
-            lr = float(sweep.config().optim.optimizer.lr) if sweep.config() is not None else float("nan")
+            lr = float(point.optim.optimizer.lr) if point is not None else float("nan")
             out.append((labels, lr, f"memorisation/{real.name}", f"memorisation/{shuffled.name}"))
     return sorted(out, key=lambda t: (t[0], -t[1]))
 
@@ -830,19 +833,19 @@ def code_versions(folder: Path) -> dict[tuple[int, str], int]:
     it aggregates, so runs superseded by a rerun under a newer results version no longer count), every other run
     from its metrics.json (a run that recorded no code version predates version 2; so does a summary without
     code versions, whose runs count from their metrics.json; runs set aside as `*.unfinished.*` do not count)."""
+    def key(code: dict) -> tuple[int, str]:
+        return int(code.get("results_version") or 1), str(code.get("source_hash") or "not recorded")
     versions: dict[tuple[int, str], int] = {}
     summaries = {p.parent: read_json(p) or {} for p in folder.rglob("summary.json")} if folder.is_dir() else {}
     sweeps = [sweep for sweep, summary in summaries.items() if "code_versions" in summary]
     for sweep in sweeps:
         for code in summaries[sweep]["code_versions"]:
-            key = (int(code.get("results_version") or 1), str(code.get("source_hash") or "not recorded"))
-            versions[key] = versions.get(key, 0) + int(code.get("runs", 0))
+            versions[key(code)] = versions.get(key(code), 0) + int(code.get("runs", 0))
     for path in folder.rglob("metrics.json") if folder.is_dir() else []:
         if any(path.is_relative_to(sweep) for sweep in sweeps) or ".unfinished." in str(path.relative_to(folder)):
             continue  # a sweep's run, counted above, or a run train_once set aside to train again
         code = (read_json(path) or {}).get("code") or {}
-        key = (int(code.get("results_version") or 1), str(code.get("source_hash") or "not recorded"))
-        versions[key] = versions.get(key, 0) + 1
+        versions[key(code)] = versions.get(key(code), 0) + 1
     return versions
 
 
