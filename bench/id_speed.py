@@ -1,6 +1,7 @@
 """Benchmark: GPU TwoNN vs scikit-dimension, ID vs scale + overlap vs DADApy, ActivationID's share of training time.
 
-    python bench/id_speed.py --out results/ [--parts knn,scaling,probe,resnet,grokking] [--quick] [--base-again]
+    python bench/id_speed.py --out results/ [--parts knn,scaling,probe,resnet,background,grokking] [--quick]
+                             [--base-again]
 
 Writes id_speed.json (updated after every measurement, so a cut-off run keeps what it finished).
 `scaling` compares with DADApy's numbers in bench/dadapy_reference.json (DADApy needs numpy < 2, so it was run
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -244,12 +247,17 @@ class EpochClock:
 
     def wrap(self, callback) -> None:
         """Time the callback's measure(), its probe forward, the shared search and each estimator's readings (by
-        feature count), report() and the figures."""
+        feature count), report() and the figures. With `background` on CUDA, only the training thread's time in
+        measure() and the worker's time per job, without device synchronisation (that would stall training)."""
+        if callback.background is not False and torch.cuda.is_available():
+            callback.measure = self.clocked("measure", callback.measure)
+            callback.in_background = self.clocked("background", callback.in_background)
+            return
         cb_module = sys.modules["idlab.callbacks.activation_id"]
 
         callback.measure = self.timing("measure", callback.measure)
         callback.report = self.timing("report", callback.report)
-        callback.draw = self.timing("figure", callback.draw)
+        callback.publish = self.timing("figure", callback.publish)
         cb_module.collect_activations = self.timing("probe_forward", cb_module.collect_activations)
         search = cb_module.distinct_search
 
@@ -265,9 +273,18 @@ class EpochClock:
                 return self.timing(f"{_tag}_F{x.shape[1]}", _inner)(x, labels, found)
             estimator.read = timed_read
 
+    def clocked(self, part: str, fn: Callable) -> Callable:
+        """fn, its wall time (no synchronisation) added to `part` on every call."""
+        def clocked_fn(*args, **kwargs):
+            start = time.perf_counter()
+            result = fn(*args, **kwargs)
+            self.add(part, time.perf_counter() - start)
+            return result
+        return clocked_fn
+
     def summary(self) -> dict:
         """Median seconds per part, and the precision tiers seen."""
-        return {"measure_s": self.parts.get("measure", []),
+        return {"measure_s": self.parts.get("measure", []), "background_s": self.parts.get("background", []),
                 "median_parts_s": {k: statistics.median(v) for k, v in self.parts.items()},
                 "tiers": self.tiers[-12:]}
 
@@ -290,16 +307,19 @@ def fit_timed(overrides: list[str], run_dir: Path, unit: str) -> dict:
             clock.wrap(callback)
     marks: list[float] = []
 
+    def mark() -> None:  # training's own stream: a background measurement's stream is not waited for
+        if torch.cuda.is_available():
+            torch.cuda.current_stream().synchronize()
+        marks.append(time.perf_counter())
+
     class Marks(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             if unit == "500 steps" and trainer.global_step % 500 == 0:
-                sync()
-                marks.append(time.perf_counter())
+                mark()
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
             if unit == "epoch":
-                sync()
-                marks.append(time.perf_counter())
+                mark()
 
     trainer.callbacks.append(Marks())
     start = time.perf_counter()
@@ -319,9 +339,11 @@ def cfg_data(cfg):
     return data
 
 
-def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = True) -> None:
+def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = True, base_again: bool = False) -> None:
     """ResNet-18 on random CIFAR-shaped data: epoch time with and without ActivationID (6 layers, 10,000 points),
-    as shipped (TwoNN + ID vs scale + overlap) and, with `twonn_only`, with TwoNN alone (the earlier setting)."""
+    as shipped (TwoNN + ID vs scale + overlap; in the background on CUDA) and in line (`background=false`, where
+    each part is timed), and with `twonn_only` TwoNN alone in line (the earlier setting); `base_again` fits the
+    base once more at the end (run order and noise)."""
     from torchvision.datasets import CIFAR10
 
     from fake_datasets import write_cifar
@@ -332,14 +354,66 @@ def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = 
     common = [f"data.data_dir={root}", f"trainer.max_epochs={epochs}"]
     if quick:
         common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
+    else:  # untimed: the process's first fit pays cuDNN's and the allocator's warm-up in its first epochs
+        fit_timed(["+exp=cifar10", "trainer.max_epochs=2"] + common[:1], root / "warmup", "epoch")
     base = fit_timed(["+exp=cifar10"] + common, root / "base", "epoch")
     with_id = fit_timed(["+exp=cifar10_id"] + common, root / "id", "epoch")
     entry = summarise(base, with_id, "per_epoch_s")
+    inline = fit_timed(["+exp=cifar10_id", "callbacks.activation_id.background=false"] + common, root / "inline",
+                       "epoch")
+    entry["in_line"] = summarise(base, inline, "per_epoch_s")
     if twonn_only:
-        alone = fit_timed(["+exp=cifar10_id", "callbacks.activation_id.estimators=[twonn]"] + common, root / "tw",
-                          "epoch")
+        alone = fit_timed(["+exp=cifar10_id", "callbacks.activation_id.estimators=[twonn]",
+                           "callbacks.activation_id.background=false"] + common, root / "tw", "epoch")
         entry["twonn_only"] = summarise(base, alone, "per_epoch_s")
+    if base_again:
+        again = fit_timed(["+exp=cifar10"] + common, root / "base2", "epoch")
+        entry["base_again"] = again
+        entry["median_span_base_again_s"] = steady(again["per_epoch_s"])
+        both = (entry["median_span_base_s"] + entry["median_span_base_again_s"]) / 2
+        entry["overhead_from_spans_vs_both_bases"] = entry["median_span_with_id_s"] / both - 1
+        entry["in_line"]["overhead_from_spans_vs_both_bases"] = entry["in_line"]["median_span_with_id_s"] / both - 1
     results.add("resnet18_cifar", entry)
+
+
+def bench_background(results: Results, quick: bool) -> None:
+    """The same seeded fit with ActivationID in the background and in line (Li's FC on mnist_mini, graph-captured
+    steps on CUDA, every epoch, ID vs scale + overlap on the whole 500-digit val split): final weights and id.csv
+    rows must agree (the background changes when rows are written, not what training or the estimates compute)."""
+    from conftest import compose_config
+    from idlab.id.report import read_csv
+    from idlab.run import train
+
+    root = Path(tempfile.mkdtemp())
+    device = ["trainer=cpu"] if quick or not torch.cuda.is_available() else ["trainer=gpu"]
+    common = ["data=mnist_mini", "model=fc", "callbacks=id", "trainer.max_epochs=2" if quick else "trainer.max_epochs=5",
+              "callbacks.activation_id.num_samples=null", "test=false", "~callbacks.progress_bar",
+              "+trainer.enable_progress_bar=false", "callbacks.activation_id.figure_every=2",
+              "callbacks.activation_id.estimators=[twonn,{name: id_scaling, range_max: 16},{name: overlap, k: 10}]",
+              f"paths.data_dir={REPO / 'data'}", *device]
+    runs = {}
+    said: list[str] = []  # the callback's log line says whether the worker had its own CUDA stream
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("idlab.callbacks.activation_id").addHandler(handler)
+    logging.getLogger("idlab.callbacks.activation_id").setLevel(logging.INFO)
+    for background in ("true", "false"):
+        out = root / background
+        cfg = compose_config(common + [f"callbacks.activation_id.background={background}"], out, fast=False)
+        start = time.perf_counter()
+        metrics = train(cfg)
+        state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
+        runs[background] = {"wall_s": time.perf_counter() - start, "rows": read_csv(out / "id.csv"), "state": state,
+                            "val_acc": metrics.get("val/acc")}
+    a, b = runs["true"], runs["false"]
+    rel = [abs(x.value - y.value) / max(abs(y.value), 1e-12) for x, y in zip(a["rows"], b["rows"])]
+    results.add("background_equivalence", {
+        "device": device[0], "rows": len(b["rows"]), "same_keys": [r[:4] for r in map(astuple, a["rows"])]
+        == [r[:4] for r in map(astuple, b["rows"])], "rows_equal": a["rows"] == b["rows"],
+        "max_rel_value_diff": max(rel, default=float("nan")),
+        "weights_bitwise": all(torch.equal(a["state"][k], b["state"][k]) for k in b["state"]),
+        "val_acc": [a["val_acc"], b["val_acc"]], "wall_s": [a["wall_s"], b["wall_s"]],
+        "worker": [m for m in said if "worker thread" in m]})
 
 
 def bench_grokking(results: Results, steps: int, quick: bool, base_again: bool = False) -> None:
@@ -384,7 +458,8 @@ def main() -> None:
     parser.add_argument("--skdim-budget", type=float, default=150.0, help="seconds of skdim CPU time at most")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--base-again", action="store_true", help="grokking: run the base fit again after the ID fit")
+    parser.add_argument("--base-again", action="store_true",
+                        help="grokking, resnet: run the base fit again after the ID fits")
     parser.add_argument("--no-twonn-only", action="store_true", help="resnet: skip the TwoNN-alone fit")
     parser.add_argument("--repeats", type=int, default=3,
                         help="scaling: timed calls after a warm-up (0: one cold call)")
@@ -403,7 +478,9 @@ def main() -> None:
     if "probe" in parts:
         bench_probe(results, 300 if args.quick else 10_000, args.quick)
     if "resnet" in parts:
-        bench_resnet(results, args.epochs, args.quick, not args.no_twonn_only)
+        bench_resnet(results, args.epochs, args.quick, not args.no_twonn_only, args.base_again)
+    if "background" in parts:
+        bench_background(results, args.quick)
     if "grokking" in parts:
         bench_grokking(results, args.steps, args.quick, args.base_again)
 

@@ -286,7 +286,77 @@ def test_scale_and_neighbourhood_sizes_are_checked_against_the_probe_before_trai
     ({"sequence_reduction": "first"}, "sequence_reduction='first'"),
     ({"estimators": ["twonn", {"name": "twonn", "method": "mle"}]}, "distinct `tag:`"),
     ({"figure_every": 0}, "figure_every=0 must be >= 1"),
+    ({"background": "yes"}, r"background='yes': use true, false or auto"),
 ])
 def test_bad_options_fail_at_construction(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ActivationID(**kwargs)
+
+
+def test_background_estimates_equal_in_line_ones_and_keep_the_figure_cadence(tmp_path: Path) -> None:
+    """background=true (a worker thread; on CUDA also its own stream) gives the same rows, metrics and figures."""
+    seen: dict[bool, tuple] = {}
+    for background in (False, True):
+        folder = tmp_path / str(background)
+        drawn: list[int] = []
+        logged: list[tuple[int, dict]] = []
+        logger = SimpleNamespace(log_metrics=lambda metrics, step, _l=logged: _l.append((step, metrics)),
+                                 experiment=SimpleNamespace(add_figure=lambda tag, fig, step, _d=drawn: _d.append(step)))
+        torch.manual_seed(0)
+        pl_module = module()
+        callback = ActivationID(num_samples=80, figure_every=2, background=background,
+                                estimators=["twonn", {"name": "id_scaling", "range_max": 8}])
+        callback.setup(fake_trainer(folder), pl_module, "fit")
+        callback.on_train_start(fake_trainer(folder), pl_module)
+        assert (callback.worker is not None) == background
+        for step in range(4):
+            trainer = fake_trainer(folder, step=step)
+            trainer.loggers = [logger]
+            with torch.no_grad():
+                pl_module.net.head.weight.mul_(1.5)  # the network moves between measurements
+            callback.measure(trainer, pl_module)
+        callback.on_train_end(trainer, pl_module)
+        callback.teardown(trainer, pl_module, "fit")
+        seen[background] = (read_csv(folder / "id.csv"), logged, sorted(drawn), trainer.callback_metrics)
+    assert seen[True][0] == seen[False][0] and len(seen[True][0]) > 0
+    assert seen[True][1] == seen[False][1] and [s for s, _ in seen[True][1]] == [0, 1, 2, 3]
+    # three figures (ID vs depth, ID vs scale of two layers) at every 2nd measurement, then the undrawn last one
+    assert seen[True][2] == seen[False][2] == [0] * 3 + [2] * 3 + [3] * 3
+    assert seen[True][3].keys() == seen[False][3].keys()
+
+
+def test_a_checkpoint_waits_for_the_measurement_in_flight(tmp_path: Path, monkeypatch) -> None:
+    """state_dict (what a checkpoint stores) finishes and writes the pending measurement before naming its step."""
+    import threading
+
+    release = threading.Event()
+    search = activation_id.distinct_search
+
+    def slow_search(*args, **kwargs):
+        release.wait(5)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(activation_id, "distinct_search", slow_search)
+    trainer, pl_module = fake_trainer(tmp_path, step=5), module()
+    callback = ActivationID(num_samples=60, background=True)
+    callback.setup(trainer, pl_module, "fit")
+    callback.on_train_start(trainer, pl_module)
+    callback.measure(trainer, pl_module)
+    callback.settle(wait=False)
+    assert not (tmp_path / "id.csv").exists(), "still in flight: nothing written yet"
+    release.set()
+    assert callback.state_dict() == {"last_step": 5}
+    assert [r.step for r in read_csv(tmp_path / "id.csv")] == [5, 5]
+    callback.teardown(trainer, pl_module, "fit")
+
+
+def test_a_failure_in_the_background_is_raised_in_the_training_thread(tmp_path: Path) -> None:
+    trainer, pl_module = fake_trainer(tmp_path, step=3), module()
+    trainer.datamodule.x[:] = 1.0  # every probe point identical: no distinct neighbours
+    callback = ActivationID(num_samples=60, background=True)
+    callback.setup(trainer, pl_module, "fit")
+    callback.on_train_start(trainer, pl_module)
+    callback.measure(trainer, pl_module)
+    with pytest.raises(ValueError, match=r"ActivationID at step 3, val probe, layer 'blocks.0'"):
+        callback.settle(wait=True)
+    callback.teardown(trainer, pl_module, "fit")

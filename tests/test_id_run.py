@@ -33,8 +33,9 @@ def csv_rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_logged_keys_reach_tensorboard_every_epoch_and_id_csv(make_cfg) -> None:
-    cfg = make_cfg(*TINY_FC, "trainer.max_epochs=2")
+@pytest.mark.parametrize("background", ["false", "true"])
+def test_logged_keys_reach_tensorboard_every_epoch_and_id_csv(make_cfg, background: str) -> None:
+    cfg = make_cfg(*TINY_FC, "trainer.max_epochs=2", f"callbacks.activation_id.background={background}")
     run = Path(cfg.paths.output_dir)
     metrics = train(cfg)
     scalars, images = tensorboard_events(run)

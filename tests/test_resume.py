@@ -78,9 +78,11 @@ def test_a_killed_sweep_run_continues_from_its_last_checkpoint(tmp_path: Path, m
         assert [r[3] for r in rows] == pytest.approx([r[3] for r in expected], rel=1e-5)
 
 
-def test_id_csv_after_resuming_in_the_same_folder_has_no_duplicate_rows(make_cfg) -> None:
+@pytest.mark.parametrize("background", ["false", "true"])
+def test_id_csv_after_resuming_in_the_same_folder_has_no_duplicate_rows(make_cfg, background: str) -> None:
     common = ["callbacks=id", "model.width=32", "callbacks.activation_id.num_samples=100",
-              "callbacks.activation_id.figure=false", "trainer.limit_train_batches=3", "test=false"]
+              "callbacks.activation_id.figure=false", "trainer.limit_train_batches=3", "test=false",
+              f"callbacks.activation_id.background={background}"]
     full = make_cfg(*common, "trainer.max_epochs=3", run="full")
     train(full)
     train(make_cfg(*common, "trainer.max_epochs=2", run="same"))  # also measures its end (step 6)

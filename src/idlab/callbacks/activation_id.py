@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,21 @@ class ActivationID(pl.Callback):
         csv_path: str | None = None,
         figure: bool = True,
         figure_every: int = 10,
+        background: bool | str = "auto",
     ) -> None:
-        """Validate every option now, so a bad one fails before training starts."""
+        """Validate every option now, so a bad one fails before training starts.
+
+        background: the probe forward runs in line (it needs this step's weights); the searches, estimators and
+        figures then run in a worker thread, on their own CUDA stream, while training goes on; the rows are logged
+        and written when they are done (at the latest before the next measurement, a checkpoint or the end of
+        training). `auto`: on CUDA; false: everything in line.
+        """
         check_options(splits, num_samples, every_n_steps, every_n_epochs, sequence_reduction, batch_size)
         if figure_every < 1:
             raise ValueError(f"callbacks.activation_id.figure_every={figure_every} must be >= 1 (1: every measurement)")
+        if background not in (True, False, "auto"):
+            raise ValueError(f"callbacks.activation_id.background={background!r}: use true, false or auto "
+                             "(auto: in the background on CUDA)")
         self.patterns = list(layers) if layers is not None else None
         self.splits, self.num_samples, self.seed = list(splits), num_samples, seed
         self.every_n_steps, self.every_n_epochs, self.at_train_end = every_n_steps, every_n_epochs, at_train_end
@@ -61,7 +73,11 @@ class ActivationID(pl.Callback):
         self.sequence_reduction, self.batch_size = sequence_reduction, batch_size
         self.store = torch.device("cpu") if store_on_cpu else None
         self.csv_path, self.figure, self.figure_every = csv_path, figure, figure_every
-        self.reports = 0
+        self.background = background
+        self.worker: ThreadPoolExecutor | None = None
+        self.stream: torch.cuda.Stream | None = None
+        self.pending: tuple[pl.Trainer, Future] | None = None
+        self.measured = 0
         self.unplotted: tuple[int, list[Measurement]] | None = None
         self.layers: list[str] = []
         self.llid_layer: str | None = None
@@ -104,15 +120,40 @@ class ActivationID(pl.Callback):
         if self.every_n_epochs and trainer.current_epoch % self.every_n_epochs == 0:
             self.measure(trainer, pl_module)
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Report a background measurement that has finished (no waiting)."""
+        self.settle(wait=False)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Report a background measurement that has finished (no waiting)."""
+        self.settle(wait=False)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Measure the final network once more unless this step was just measured; draw the last profile."""
         if self.at_train_end:
             self.measure(trainer, pl_module, final=True)
+        self.settle(wait=True)
         if self.unplotted is not None:
             self.draw(trainer, *self.unplotted)
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Finish a measurement in flight so its rows are kept; its own failure is logged, not raised over this one."""
+        try:
+            self.settle(wait=True)
+        except Exception as error:  # noqa: BLE001 - the run is already failing with `exception`
+            log.warning("ActivationID: the measurement in flight failed too (%s: %s)", type(error).__name__, error)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Stop the worker thread."""
+        if self.worker is not None and stage == "fit":
+            self.worker.shutdown(wait=True)
+            self.worker, self.stream, self.pending = None, None, None
+
     def state_dict(self) -> dict[str, int]:
-        """The last measured step, so a resumed run does not repeat it."""
+        """The last measured step, so a resumed run does not repeat it. A measurement still in flight is finished
+        and written first: a checkpoint never names a step whose rows are not in id.csv."""
+        self.settle(wait=True)
         return {"last_step": self.last_step}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
@@ -121,36 +162,84 @@ class ActivationID(pl.Callback):
         self.resumed = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """After a resume, drop the id.csv rows measured after the checkpoint: this run measures them again."""
-        if self.resumed and trainer.is_global_zero:
+        """After a resume, drop the id.csv rows measured after the checkpoint: this run measures them again.
+        Start the worker thread where `background` applies (the model is on its device by now)."""
+        if not trainer.is_global_zero:
+            return
+        if self.resumed:
             drop_rows_after(self.csv_file(trainer), self.last_step)
+        device = device_of(pl_module)
+        if self.worker is None and (self.background is True or (self.background == "auto" and device.type == "cuda")):
+            self.worker = ThreadPoolExecutor(1, thread_name_prefix="activation-id")
+            self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+            log.info("ActivationID estimates in a worker thread%s while training goes on",
+                     " on its own CUDA stream" if self.stream is not None else "")
 
     def csv_file(self, trainer: pl.Trainer) -> Path:
         """Where the rows go: csv_path, else <default_root_dir>/id.csv."""
         return Path(self.csv_path) if self.csv_path else Path(trainer.default_root_dir) / "id.csv"
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, final: bool = False) -> None:
-        """Rank zero alone runs the probe pass and logs; no collective is called, so other ranks never wait on one."""
+        """Rank zero alone runs the probe pass and logs; no collective is called, so other ranks never wait on one.
+        The probe forward runs here; the estimates here too, or in the worker thread (`background`)."""
         step = trainer.global_step
         if trainer.sanity_checking or step == self.last_step:
             return
         self.last_step = step
         if not trainer.is_global_zero:
             return
+        self.settle(wait=True)  # one measurement in flight at most: it holds the probe's activations
+        probes = ((split, self.activations(pl_module, x)) for split, (x, _) in self.probes.items())
+        drawn = final or self.measured % self.figure_every == 0
+        self.measured += 1
+        writers = figure_writers(trainer) if drawn and self.figure else []
+        if self.worker is None:  # in line, one split's activations at a time
+            self.report(trainer, *self.estimate_all(step, probes, writers), drawn)
+            return
+        probes = list(probes)
+        if self.stream is not None:  # the worker's stream starts after the probe forward; the caching allocator
+            self.stream.wait_stream(torch.cuda.current_stream())  # keeps the activations until that stream is done
+            for points in (p for _, layers in probes for p in layers.values() if p.is_cuda):
+                points.record_stream(self.stream)
+        self.pending = (trainer, self.worker.submit(self.in_background, step, probes, writers, drawn))
+
+    def activations(self, pl_module: pl.LightningModule, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{layer: (N, F) activations} of the probe x, the network in eval mode without autograd."""
+        with evaluation(pl_module):
+            return collect_activations(forward_module(pl_module), base_model(forward_module(pl_module)), self.layers,
+                                       x, self.batch_size, device_of(pl_module), self.sequence_reduction, self.store)
+
+    def in_background(self, step: int, probes: list[tuple[str, dict[str, torch.Tensor]]], writers: list[Any],
+                      drawn: bool) -> tuple[int, list[Measurement] | None, bool]:
+        """The worker thread's job: estimate_all on the worker's stream, without autograd."""
+        with torch.no_grad(), torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
+            step, rows = self.estimate_all(step, probes, writers)
+            if self.stream is not None:
+                self.stream.synchronize()
+        return step, rows, drawn
+
+    def settle(self, wait: bool) -> None:
+        """Report the measurement in flight if it is done (or, with `wait`, once it is); re-raise its error here."""
+        if self.pending is None or not (wait or self.pending[1].done()):
+            return
+        (trainer, future), self.pending = self.pending, None
+        self.report(trainer, *future.result())
+
+    def estimate_all(self, step: int, probes: Iterable[tuple[str, dict[str, torch.Tensor]]],
+                     writers: list[Any]) -> tuple[int, list[Measurement] | None]:
+        """Every split's rows (None if some activations are not finite), and the figures drawn into `writers`.
+        Each layer's activations are released as soon as its estimates are done."""
         rows: list[Measurement] = []
-        model = base_model(forward_module(pl_module))
-        for split, (x, y) in self.probes.items():
-            with evaluation(pl_module):
-                features = collect_activations(forward_module(pl_module), model, self.layers, x, self.batch_size,
-                                               device_of(pl_module), self.sequence_reduction, self.store)
-            broken = [layer for layer, points in features.items() if not torch.isfinite(points).all()]
+        for split, layers in probes:
+            broken = [layer for layer, points in layers.items() if not torch.isfinite(points).all()]
             if broken:  # diverged weights: the NaN guard ends the run at its next check; measure nothing
                 log.warning("step %d: activations of %s are NaN/inf; activation ID skipped", step, broken)
-                return
-            for layer, points in features.items():
-                rows += self.estimate(step, split, layer, points, y)
-            del features
-        self.report(trainer, rows, final)
+                return step, None
+            for layer in list(layers):
+                rows += self.estimate(step, split, layer, layers.pop(layer), self.probes[split][1])
+        if writers:
+            self.publish(writers, step, rows)
+        return step, rows
 
     def estimate(self, step: int, split: str, layer: str, points: torch.Tensor, y: torch.Tensor) -> list[Measurement]:
         """Every estimator applying to the layer, the neighbour-based ones from ONE exact search of its points."""
@@ -168,26 +257,28 @@ class ActivationID(pl.Callback):
             raise ValueError(f"ActivationID at step {step}, {split} probe, layer {layer!r}: {error}") from error
         return rows
 
-    def report(self, trainer: pl.Trainer, rows: list[Measurement], final: bool = False) -> None:
-        """Log scalars to every logger at this global step, append id.csv, draw the profile every n-th time."""
-        step = trainer.global_step
+    def report(self, trainer: pl.Trainer, step: int, rows: list[Measurement] | None, drawn: bool) -> None:
+        """Log scalars to every logger at the measured step and append id.csv; keep an undrawn profile for the end."""
+        if rows is None:
+            return
         metrics = metrics_dict(rows, self.prefixes, profiled_ids(self.estimators), self.layers,
                                self.llid_layer)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         trainer.callback_metrics.update({k: torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()})
         append_csv(self.csv_file(trainer), rows)
-        self.unplotted = (step, rows)
-        if final or self.reports % self.figure_every == 0:
-            self.draw(trainer, step, rows)
-        self.reports += 1
+        self.unplotted = None if drawn else (step, rows)
 
     def draw(self, trainer: pl.Trainer, step: int, rows: list[Measurement]) -> None:
-        """Add the figures to every logger that takes them: ID vs depth (first ID estimator), overlap vs depth,
-        and ID vs scale per layer (per-scale estimators)."""
+        """Draw a measurement's figures into every logger that takes them, now."""
         self.unplotted = None
-        writers = [lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_figure")]
-        if not self.figure or not writers:
+        if self.figure:
+            self.publish(figure_writers(trainer), step, rows)
+
+    def publish(self, writers: list[Any], step: int, rows: list[Measurement]) -> None:
+        """Add the figures to each writer: ID vs depth (first ID estimator), overlap vs depth, and ID vs scale per
+        layer (per-scale estimators)."""
+        if not writers:
             return
         figures = {}
         id_tags = profiled_ids(self.estimators)
@@ -206,6 +297,11 @@ class ActivationID(pl.Callback):
         for writer in writers:
             for tag, figure in figures.items():
                 writer.add_figure(tag, figure, step)
+
+
+def figure_writers(trainer: pl.Trainer) -> list[Any]:
+    """The loggers' experiments that take figures (tensorboard's SummaryWriter)."""
+    return [lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_figure")]
 
 
 def check_options(splits: Sequence[str], num_samples: int | None, every_n_steps: int | None,
