@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +105,21 @@ class GpuSampler(threading.Thread):
                 self.samples.append((util, mem))
             except (OSError, IndexError, ValueError, subprocess.TimeoutExpired):
                 return
+
+
+def driver_phases(log: str, t_start: float) -> dict:
+    """What the driver's log says it did before launching: the model check and the composition, with the
+    seconds from the start of sweep.py until each line was written."""
+    phases = {}
+    for stamp, text in re.findall(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\]\[idlab\.sweep\.driver\]\S* ?-? ?(.*)$", log,
+                                  re.MULTILINE):
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() - t_start
+        for key, pattern in (("model_check", r"checked the smallest and largest value in ([\d.]+) s"),
+                             ("compose", r"composed \d+ run configs in ([\d.]+) s")):
+            found = re.search(pattern, text)
+            if found:
+                phases[key] = {"s": float(found.group(1)), "done_at_s": at, "line": text}
+    return phases
 
 
 def breakdown(sweep_dir: Path, t_start: float, t_end: float, jobs: int) -> dict:
@@ -192,6 +209,7 @@ def main() -> None:
     result = {"command": " ".join(command[1:]), "returncode": proc.returncode, "wall_s": t_end - t_start,
               "label": label, "jobs": args.jobs, "runs_per_job": args.runs_per_job, "side_by_side": args.side_by_side,
               "epochs": args.epochs, **breakdown(sweep_dir, t_start, t_end, parallel)}
+    result["driver"] = driver_phases(proc.stdout + proc.stderr, t_start)
     if sampler.samples:
         result["gpu_util_mean_pct"] = statistics.mean(u for u, _ in sampler.samples)
         result["gpu_mem_max_mib"] = max(m for _, m in sampler.samples)

@@ -78,7 +78,8 @@ def framework_step(overrides: list[str], mode: str, steps: int, warmup: int,
     """idlab's objects (same trainer config as train.py, no validation, no checkpoints) for warmup + steps."""
     cfg = compose_config([*overrides, f"paths.data_dir={data_dir}", "trainer=gpu", "trainer.max_epochs=-1",
                           f"trainer.max_steps={warmup + steps}", "trainer.limit_val_batches=0",
-                          "~callbacks.checkpoint", "test=false", f"graph.mode={mode}"],
+                          "~callbacks.checkpoint", "trainer.enable_checkpointing=false", "test=false",
+                          f"graph.mode={mode}"],  # without the second, Lightning adds its own, saving every epoch
                          Path(tempfile.mkdtemp()), fast=False)
     pl.seed_everything(0)
     data = make(cfg.data)

@@ -127,3 +127,46 @@ def test_ddp_inside_a_sweep_is_refused_unless_submitit_starts_the_ranks(launcher
 
 def test_ddp_through_submitit_with_one_task_per_device_is_allowed() -> None:
     check_single_process_jobs(_master({"devices": 2, "strategy": "ddp"}, {**SLURM, "tasks_per_node": 2}))
+
+
+@pytest.fixture
+def session(tmp_path):
+    """A HydraSession on the project's configs (Li's FC grid in a Fastfood subspace)."""
+    from pathlib import Path
+
+    from hydra import initialize_config_dir
+
+    from idlab.sweep.launch import HydraSession
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3", job_name="train"):
+        yield HydraSession("train", ["data=mnist_mini", "model=fc", "adapt=subspace", "trainer.max_epochs=2"],
+                           tmp_path / "runs")
+
+
+def test_derived_job_configs_equal_full_compositions(session) -> None:
+    """Runs differing in plain values are derived from one composition; each equals Hydra's own (hydra node too)."""
+    base = ["data=mnist_mini", "model=fc", "adapt=subspace", "trainer.max_epochs=2"]
+    runs = [base + [f"adapt.d={d}", f"seed={s}"] for d in (10, 300, 4000) for s in (0, 1)]
+    runs += [base + ["adapt=full", f"seed={s}"] for s in (0, 1, 2)]
+    runs += [run + ["logger.tensorboard.name='li/d=10'", "logger.tensorboard.version='seed=0'"] for run in runs[:3]]
+    configs = [session.job_config(run) for run in runs]
+    assert session.composed == 3 * 2, "three shapes: each composed for its first run and to check its second"
+    for run, cfg in zip(runs, configs):
+        assert OmegaConf.to_container(cfg) == OmegaConf.to_container(session._compose(run)), run
+    assert configs[0].adapt.d == 10 and configs[5].adapt.d == 4000 and configs[5].seed == 1
+    assert configs[5].hydra.overrides.task[-2:] == ["adapt.d=4000", "seed=1"]
+    assert "adapt.d=4000" in configs[5].hydra.job.override_dirname
+
+
+def test_a_shape_whose_derivation_differs_is_always_composed(session, monkeypatch) -> None:
+    base = ["data=mnist_mini", "model=fc", "adapt=subspace", "trainer.max_epochs=2"]
+    derive = session._derive
+
+    def off_by_one(template, parsed):
+        cfg = derive(template, parsed)
+        cfg.adapt.d += 1
+        return cfg
+    monkeypatch.setattr(session, "_derive", off_by_one)
+    configs = [session.job_config(base + [f"adapt.d={d}"]) for d in (10, 20, 30, 40)]
+    assert [c.adapt.d for c in configs] == [10, 20, 30, 40] and session.composed == 4

@@ -70,9 +70,10 @@ class SweepDriver:
         """Launch the runs that have no successful result yet, except those still queued or running on SLURM
         from an earlier invocation (waited for instead); a killed run continues in its folder from its
         last.ckpt. Returns the keyed runs."""
-        started = time.perf_counter()
+        started, composed = time.perf_counter(), self.session.composed
         keyed = self.keyed(runs)
-        log.info("composed %d run configs in %.1f s", len(keyed), time.perf_counter() - started)
+        log.info("composed %d run configs in %.1f s (%d through Hydra, the rest derived from those)", len(keyed),
+                 time.perf_counter() - started, self.session.composed - composed)
         for run in keyed:
             self.planned.setdefault(run.key, run)
         runs_dir = self.sweep_dir / RUNS_DIR

@@ -24,6 +24,7 @@ precision, data on the CPU, an optimiser without a tensor learning rate, a callb
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ READY_BYTES = 4 * 2**30  # pre-transform the training split on the device when i
 OPTIMIZERS = ("Adam", "AdamW", "SGD")
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
 BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+ACTIVATION_ID, SNAPSHOTS = "idlab.callbacks.activation_id.ActivationID", "idlab.callbacks.snapshots.Snapshots"
 
 
 class GraphCaptureError(ValueError):
@@ -180,9 +182,7 @@ def chunking_limit(trainer: "pl.Trainer") -> str | None:
 
 def cadence(trainer: "pl.Trainer") -> Cadence:
     """The steps the trainer's loggers and known callbacks act on."""
-    from idlab.callbacks.activation_id import ActivationID
-    from idlab.callbacks.snapshots import Snapshots
-
+    ActivationID, Snapshots = _loaded(ACTIVATION_ID), _loaded(SNAPSHOTS)
     out = Cadence(max_steps=trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else -1)
     if trainer.loggers:
         out.log_every = int(trainer.log_every_n_steps)
@@ -200,11 +200,16 @@ def cadence(trainer: "pl.Trainer") -> Cadence:
 def _known(callback: Callback) -> bool:
     """Callbacks whose batch hooks `cadence` accounts for (or which only draw progress). Any callback can say
     which global steps its batch hooks need to see a batch start at with an attribute `graph_steps`."""
-    from idlab.callbacks.activation_id import ActivationID
-    from idlab.callbacks.snapshots import Snapshots
-
     return hasattr(callback, "graph_steps") or isinstance(
-        callback, (ModelCheckpoint, LearningRateMonitor, ProgressBar, Snapshots, ActivationID))
+        callback, (ModelCheckpoint, LearningRateMonitor, ProgressBar, _loaded(SNAPSHOTS), _loaded(ACTIVATION_ID)))
+
+
+def _loaded(path: str) -> type | tuple[()]:
+    """A class of a module already imported, else () (for isinstance: nothing is an instance): no instance of it
+    can be among the trainer's callbacks, so a fit without activation ID never imports idlab.id and with it
+    scikit-dimension and scikit-learn (~1 s per process)."""
+    module, _, name = path.rpartition(".")
+    return getattr(sys.modules.get(module), name, ())
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
