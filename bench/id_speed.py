@@ -1,6 +1,6 @@
 """Benchmark: GPU TwoNN vs scikit-dimension, ID vs scale + overlap vs DADApy, ActivationID's share of training time.
 
-    python bench/id_speed.py --out results/ [--parts knn,scaling,probe,resnet,background,grokking] [--quick]
+    python bench/id_speed.py --out results/ [--parts knn,scaling,probe,resnet,resnet_paired,background,grokking] [--quick]
                              [--base-again]
 
 Writes id_speed.json (updated after every measurement, so a cut-off run keeps what it finished).
@@ -229,6 +229,7 @@ class EpochClock:
         self.measures: list[float] = []
         self.parts: dict[str, list[float]] = {}
         self.tiers: list[dict[str, int]] = []
+        self.events: list[tuple[str, float, float]] = []  # (part, start, end) of the clocked calls
 
     def add(self, part: str, seconds: float) -> None:
         """Accumulate the time of one part."""
@@ -252,6 +253,12 @@ class EpochClock:
         if callback.background is not False and torch.cuda.is_available():
             callback.measure = self.clocked("measure", callback.measure)
             callback.in_background = self.clocked("background", callback.in_background)
+            settle = callback.settle
+
+            def settle_waiting(wait: bool) -> None:  # how long the training thread waits for the worker
+                pending = callback.pending is not None and not callback.pending[1].done()
+                (self.clocked("waited", settle) if wait and pending else settle)(wait)
+            callback.settle = settle_waiting
             return
         cb_module = sys.modules["idlab.callbacks.activation_id"]
 
@@ -279,12 +286,15 @@ class EpochClock:
             start = time.perf_counter()
             result = fn(*args, **kwargs)
             self.add(part, time.perf_counter() - start)
+            self.events.append((part, start, time.perf_counter()))
             return result
         return clocked_fn
 
     def summary(self) -> dict:
         """Median seconds per part, and the precision tiers seen."""
         return {"measure_s": self.parts.get("measure", []), "background_s": self.parts.get("background", []),
+                "waited_s": self.parts.get("waited", []),
+                "events": self.events,  # perf_counter seconds, as fit_timed's epoch marks
                 "median_parts_s": {k: statistics.median(v) for k, v in self.parts.items()},
                 "tiers": self.tiers[-12:]}
 
@@ -321,13 +331,13 @@ def fit_timed(overrides: list[str], run_dir: Path, unit: str) -> dict:
             if unit == "epoch":
                 mark()
 
-    trainer.callbacks.append(Marks())
+    trainer.callbacks.insert(0, Marks())  # before ActivationID: span k opens with measurement k
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     sync()
     total = time.perf_counter() - start
     spans = [b - a for a, b in zip(marks, marks[1:])]
-    return {"fit_s": total, f"per_{unit.replace(' ', '_')}_s": spans, **clock.summary()}
+    return {"fit_s": total, f"per_{unit.replace(' ', '_')}_s": spans, "marks": marks, **clock.summary()}
 
 
 def cfg_data(cfg):
@@ -374,6 +384,35 @@ def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = 
         entry["overhead_from_spans_vs_both_bases"] = entry["median_span_with_id_s"] / both - 1
         entry["in_line"]["overhead_from_spans_vs_both_bases"] = entry["in_line"]["median_span_with_id_s"] / both - 1
     results.add("resnet18_cifar", entry)
+
+
+def bench_resnet_paired(results: Results, epochs: int, quick: bool) -> None:
+    """The ResNet-18 share from paired epochs of one fit: ActivationID every 2nd epoch, so the epochs that carry a
+    measurement and those that do not alternate on the same machine in the same state (fit-to-fit spans on a
+    shared GPU host move by ±5 %). Share = median span with a measurement / median span without − 1, the cost an
+    every-epoch cadence adds to each epoch. Once in the background (as shipped on CUDA), once in line."""
+    from torchvision.datasets import CIFAR10
+
+    from fake_datasets import write_cifar
+
+    root = Path(tempfile.mkdtemp())
+    for attr, value in write_cifar(root, 10, n_per_batch=200 if quick else 10_000).items():
+        setattr(CIFAR10, attr, value)
+    common = [f"data.data_dir={root}", "callbacks.activation_id.every_n_epochs=2"]
+    if quick:
+        common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
+    else:
+        fit_timed(["+exp=cifar10", "trainer.max_epochs=2", common[0]], root / "warmup", "epoch")
+    for background in ("true", "false"):
+        fit = fit_timed(["+exp=cifar10_id", f"trainer.max_epochs={epochs}",
+                         f"callbacks.activation_id.background={background}"] + common, root / background, "epoch")
+        spans = fit["per_epoch_s"]
+        measured, plain = spans[2::2], spans[1::2]  # epoch 0 (cold: first search, Triton compile) left out
+        with_m, without = statistics.median(measured), statistics.median(plain)
+        results.add("resnet18_cifar_paired", {"background": background == "true", "epochs": epochs,
+                                              "median_span_with_measurement_s": with_m,
+                                              "median_span_without_s": without, "share": with_m / without - 1,
+                                              "fit": fit})
 
 
 def bench_background(results: Results, quick: bool) -> None:
@@ -441,7 +480,7 @@ def summarise(base: dict, with_id: dict, span: str) -> dict:
     base_span, id_span = steady(base[span]), steady(with_id[span])
     measures = with_id["measure_s"]
     measure = statistics.median(measures) if measures else float("nan")
-    outside = [s - m for s, m in zip(with_id[span], measures[1:])]  # span k holds the measurement opening span k+1
+    outside = [s - m for s, m in zip(with_id[span], measures)]  # span k opens with measurement k
     return {"base": base, "with_id": with_id, "median_span_base_s": base_span, "median_span_with_id_s": id_span,
             "overhead_from_spans": id_span / base_span - 1, "median_measure_s": measure,
             "mean_measure_s": statistics.mean(measures) if measures else float("nan"),
@@ -479,6 +518,8 @@ def main() -> None:
         bench_probe(results, 300 if args.quick else 10_000, args.quick)
     if "resnet" in parts:
         bench_resnet(results, args.epochs, args.quick, not args.no_twonn_only, args.base_again)
+    if "resnet_paired" in parts:
+        bench_resnet_paired(results, args.epochs, args.quick)
     if "background" in parts:
         bench_background(results, args.quick)
     if "grokking" in parts:
