@@ -195,7 +195,7 @@ class ActivationID(pl.Callback):
         self.measured += 1
         writers = figure_writers(trainer) if drawn and self.figure else []
         if self.worker is None:  # in line, one split's activations at a time
-            self.report(trainer, *self.estimate_all(step, probes, writers), drawn)
+            self.report(trainer, step, self.estimate_all(step, probes, writers), drawn)
             return
         probes = list(probes)
         if self.stream is not None:  # the worker's stream starts after the probe forward; the caching allocator
@@ -214,7 +214,7 @@ class ActivationID(pl.Callback):
                       drawn: bool) -> tuple[int, list[Measurement] | None, bool]:
         """The worker thread's job: estimate_all on the worker's stream, without autograd."""
         with torch.no_grad(), torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
-            step, rows = self.estimate_all(step, probes, writers)
+            rows = self.estimate_all(step, probes, writers)
             if self.stream is not None:
                 self.stream.synchronize()
         return step, rows, drawn
@@ -227,7 +227,7 @@ class ActivationID(pl.Callback):
         self.report(trainer, *future.result())
 
     def estimate_all(self, step: int, probes: Iterable[tuple[str, dict[str, torch.Tensor]]],
-                     writers: list[Any]) -> tuple[int, list[Measurement] | None]:
+                     writers: list[Any]) -> list[Measurement] | None:
         """Every split's rows (None if some activations are not finite), and the figures drawn into `writers`.
         Each layer's activations are released as soon as its estimates are done."""
         rows: list[Measurement] = []
@@ -235,12 +235,12 @@ class ActivationID(pl.Callback):
             broken = [layer for layer, points in layers.items() if not torch.isfinite(points).all()]
             if broken:  # diverged weights: the NaN guard ends the run at its next check; measure nothing
                 log.warning("step %d: activations of %s are NaN/inf; activation ID skipped", step, broken)
-                return step, None
+                return None
             for layer in list(layers):
                 rows += self.estimate(step, split, layer, layers.pop(layer), self.probes[split][1])
         if writers:
             self.publish(writers, step, rows)
-        return step, rows
+        return rows
 
     def estimate(self, step: int, split: str, layer: str, points: torch.Tensor, y: torch.Tensor) -> list[Measurement]:
         """Every estimator applying to the layer, the neighbour-based ones from ONE exact search of its points."""
