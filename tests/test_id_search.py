@@ -88,6 +88,34 @@ def test_widening_certifies_high_dimensional_rows_without_more_precision() -> No
     np.testing.assert_allclose(search.neighbours().distances[:, :2].numpy(), reference, rtol=1e-6)
 
 
+@pytest.mark.parametrize("tiers", [None, FP16_FIRST])
+def test_a_tight_cluster_with_far_outliers_certifies_in_the_first_tier(tiers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deep layer's geometry: most points crowd near the centre, a few lie ~1,000x farther out. Keys that far
+    cannot be a cluster point's neighbours, so their norm must not set its error bound: the first tier certifies
+    every cluster row, exactly; bounded against the farthest key, every cluster row went on to float64."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.cat([1e-3 * torch.randn(600, 24, generator=g), torch.randn(6, 24, generator=g)])
+    d = cdist(x.double().numpy(), x.double().numpy())
+    np.fill_diagonal(d, np.inf)
+    reference = np.sort(d, 1)[:, :16]
+    space = knn.SearchSpace
+
+    def searched(reach_bound: bool) -> NeighbourSearch:
+        def build(keys: torch.Tensor, dtype: torch.dtype) -> knn.SearchSpace:
+            built = space(keys, dtype)
+            if not reach_bound:
+                built.relative_error = 1.0  # lower_bounds then bounds against the farthest key only
+            return built
+        monkeypatch.setattr(knn, "SearchSpace", build)
+        search = NeighbourSearch(x, torch.arange(len(x)), candidates=20, tiers=tiers)
+        search.settle(16)
+        np.testing.assert_allclose(search.neighbours().distances[:, :16].numpy(), reference, rtol=1e-6)
+        return search
+
+    assert bool((searched(True).tier[:600] == 0).all())
+    assert bool((searched(False).tier[:600] > 0).all())
+
+
 def test_exact_duplicates_certify_in_the_first_tier_and_bootstrap_drops_them() -> None:
     g = torch.Generator().manual_seed(5)
     distinct = torch.randn(300, 32, generator=g)

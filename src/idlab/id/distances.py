@@ -100,7 +100,12 @@ class SearchSpace:
             self.sq_norms = stats[:, 2]
         else:
             self.round_chunks(centre, work)
-        self.max_norm, self.max_error = torch.stack([self.sq_norms.max().sqrt(), self.error.max()]).tolist()
+        # Rounding errors relative to the rounded norm (they scale with it), and those of keys rounded to zero.
+        norms = self.sq_norms.double().sqrt()
+        error = self.error.double()
+        ratio = torch.where(norms > 0, error / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+        self.max_norm, self.max_error, self.relative_error, self.zero_error = torch.stack(
+            [norms.max(), error.max(), ratio.max(), torch.where(norms > 0, 0.0, error).max()]).tolist()
         self.product_roundoff = product_roundoff(dtype, keys.shape[1], keys.device)
 
     def round_chunks(self, centre: torch.Tensor, work: torch.dtype) -> None:
@@ -148,11 +153,24 @@ class SearchSpace:
         return values, index
 
     def lower_bounds(self, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Per row, a lower bound on the exact distance to every key whose approximate value is >= `values`."""
-        norms = self.sq_norms[positions].sqrt()
+        """Per row, a lower bound on the exact distance to every key whose approximate value is >= `values`.
+
+        The better of two bounds. Against any key: the Gram error for the farthest key's norm and its rounding
+        error. Against the keys that can matter: a key farther from the centre than reach = ||a|| + sqrt(value) is
+        farther than sqrt(value) from row a anyway (triangle inequality), so the Gram error and the rounding error
+        need bounding only for norms up to reach. The second is the tight one where the rows crowd near the centre
+        and a few keys lie far out (trained networks' deep layers): one far key no longer sets everyone's error.
+        """
+        norms = self.sq_norms[positions].double().sqrt()
+        value = values.double()
         slack = self.product_roundoff * (norms + self.max_norm) ** 2
-        nearest_outside = (values.double() - slack).clamp_min(0).sqrt()
-        return (nearest_outside - self.error[positions] - self.max_error) / self.scale
+        anywhere = (value - slack).clamp_min(0).sqrt() - self.max_error
+        if self.relative_error < 1:
+            reach = norms + value.clamp_min(0).sqrt()
+            near = ((value - self.product_roundoff * (norms + reach) ** 2).clamp_min(0).sqrt()
+                    - self.relative_error * reach - self.zero_error)
+            anywhere = torch.where(torch.isfinite(value), torch.maximum(anywhere, near), anywhere)
+        return (anywhere - self.error[positions]) / self.scale
 
     def query(self, positions: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Exact sorted distances, indices and certified counts of the c nearest keys of the keys at `positions`."""
