@@ -1,6 +1,6 @@
 """Benchmark: GPU TwoNN vs scikit-dimension, ID vs scale + overlap vs DADApy, ActivationID's share of training time.
 
-    python bench/id_speed.py --out results/ [--parts knn,scaling,probe,resnet,resnet_paired,background,grokking] [--quick]
+    python bench/id_speed.py --out results/ [--parts knn,cluster,scaling,probe,resnet,resnet_paired,contention,background,grokking] [--quick]
                              [--base-again]
 
 Writes id_speed.json (updated after every measurement, so a cut-off run keeps what it finished).
@@ -100,6 +100,45 @@ def certified_by_first_tier(x: torch.Tensor) -> float:
     certified = [space.query(torch.arange(s, min(s + step, len(x)), device=x.device), 16)[2]
                  for s in range(0, len(x), step)]
     return float((torch.cat(certified) >= 2).float().mean())
+
+
+def bench_cluster(results: Results, quick: bool, k: int = 64) -> None:
+    """A trained deep layer's geometry: 99 % of the points in a tight 16-dimensional cluster, 1 % about 50x farther
+    out. The search for k neighbours as ActivationID runs it (distinct_search): time, rows settled per precision
+    tier, largest relative error of the k distances against float64 brute force; then the same with the reach
+    bound of SearchSpace.lower_bounds switched off (every row bounded against the farthest key, as before it)."""
+    import idlab.id.knn as knn
+
+    n, f = (600, 64) if quick else (10_000, 8192)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator().manual_seed(0)
+    far = n // 100
+    cluster = (torch.randn(n - far, 16, generator=g) @ torch.randn(16, f, generator=g)) / 16**0.5
+    x = torch.cat([0.02 * cluster + 1e-4 * torch.randn(n - far, f, generator=g), torch.randn(far, f, generator=g)])
+    x = x.to(device)
+    xd = x.double()
+    sq = (xd * xd).sum(1)
+    exact = (sq[:, None] + sq[None, :] - 2 * xd @ xd.T).clamp_min(0).sqrt()  # float64: no cancellation at this scale
+    exact.fill_diagonal_(float("inf"))
+    reference = torch.topk(exact, k, dim=1, largest=False).values
+    del exact, xd
+    original = knn.SearchSpace
+
+    def without_reach(keys: torch.Tensor, dtype: torch.dtype) -> SearchSpace:
+        space = original(keys, dtype)
+        space.relative_error = 1.0
+        return space
+
+    for reach in (True, False):
+        knn.SearchSpace = original if reach else without_reach
+        try:
+            seconds, found = timed(lambda: distinct_search(x, k), 3)
+        finally:
+            knn.SearchSpace = original
+        got = found.neighbours().distances[:, :k]
+        results.add("cluster", {"N": n, "F": f, "k": k, "reach_bound": reach, "search_s": seconds,
+                                "tiers": found.neighbours().tiers,
+                                "max_rel_err_vs_fp64": float(((got - reference).abs() / reference).max())})
 
 
 def bench_knn(results: Results, sizes: list[int], features: list[int], skdim_budget: float) -> None:
@@ -222,10 +261,36 @@ def skdim_spent_estimate(n: int, f: int) -> float:
     return 40.0 * (n / 10_000) ** 2 * (f / 65_536) + 2.0 * (n / 10_000) ** 2
 
 
+def first_tier_margins(search, k: int) -> dict:
+    """Why rows did or did not certify in the fastest precision tier: medians over rows of that tier's centred
+    norms and rounding errors, of the exact k-th distance, of the margin to each row's last computed candidate (what
+    the rounding errors and the Gram slack, here in distance units, must stay below), all in the tier's scaled units
+    (centred norms at most 64)."""
+    space = search.spaces.get(0)
+    if space is None:
+        return {}
+    norms = space.sq_norms.sqrt()
+    dist = search.dist * space.scale
+    kth = dist[:, k - 1]
+    last = dist.gather(1, (search.width - 1).clamp_min(0)[:, None])[:, 0]  # each row's widest computed candidate
+    wide = torch.isfinite(last) & (search.width > k)
+    slack = space.product_roundoff * (norms + space.max_norm) ** 2  # on squared distances, as lower_bounds
+
+    def median(x: torch.Tensor) -> float | None:
+        return float(x.double().median()) if x.numel() else None
+
+    return {"tier0": str(space.dtype).removeprefix("torch."), "max_norm": space.max_norm,
+            "median_norm": median(norms), "max_error": space.max_error, "median_error": median(space.error),
+            "median_kth": median(kth[torch.isfinite(kth)]),
+            "median_last_candidate_minus_kth": median(last[wide] - kth[wide]),
+            "median_slack_as_distance": median(slack[search.positions] / (2 * kth.clamp_min(1e-30)))}
+
+
 class EpochClock:
     """Wall time of every ActivationID measurement, split into probe forward, estimators and reporting."""
 
-    def __init__(self) -> None:
+    def __init__(self, search_stats: bool = False) -> None:
+        self.search_stats = search_stats  # record first_tier_margins of every search (untimed, but inside measure)
         self.measures: list[float] = []
         self.parts: dict[str, list[float]] = {}
         self.tiers: list[dict[str, int]] = []
@@ -271,8 +336,9 @@ class EpochClock:
         def recording_search(points, k, candidates):
             found = self.timing(f"search_k{k}_F{points.shape[1]}", search)(points, k, candidates)
             widths = torch.bincount(found.search.width).nonzero().flatten().tolist()
-            self.tiers.append({"F": int(points.shape[1]), "k": k, **(found.neighbours().tiers or {}),
-                               "widths": widths})
+            self.tiers.append({"F": int(points.shape[1]), "k": k, "N": int(points.shape[0]),
+                               **(found.neighbours().tiers or {}), "widths": widths,
+                               **(first_tier_margins(found.search, k) if self.search_stats else {})})
             return found
         cb_module.distinct_search = recording_search
         for estimator in callback.estimators:
@@ -299,8 +365,9 @@ class EpochClock:
                 "tiers": self.tiers[-12:]}
 
 
-def fit_timed(overrides: list[str], run_dir: Path, unit: str) -> dict:
-    """Fit one composed configuration; wall time per epoch (or per 500 steps) and per ID measurement."""
+def fit_timed(overrides: list[str], run_dir: Path, unit: str, callbacks: tuple = (), search_stats: bool = False) -> dict:
+    """Fit one composed configuration (with extra `callbacks`, after the epoch marks); wall time per epoch (or per
+    500 steps) and per ID measurement (with `search_stats`, each search's first_tier_margins)."""
     import pytorch_lightning as pl
     from conftest import compose_config
     from idlab.callbacks.activation_id import ActivationID
@@ -311,7 +378,7 @@ def fit_timed(overrides: list[str], run_dir: Path, unit: str) -> dict:
     pl.seed_everything(0)
     data = cfg_data(cfg)
     module, trainer = build_module(cfg, data), build_trainer(cfg)
-    clock = EpochClock()
+    clock = EpochClock(search_stats)
     for callback in trainer.callbacks:
         if isinstance(callback, ActivationID):
             clock.wrap(callback)
@@ -332,6 +399,7 @@ def fit_timed(overrides: list[str], run_dir: Path, unit: str) -> dict:
                 mark()
 
     trainer.callbacks.insert(0, Marks())  # before ActivationID: span k opens with measurement k
+    trainer.callbacks.extend(callbacks)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     sync()
@@ -386,7 +454,8 @@ def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = 
     results.add("resnet18_cifar", entry)
 
 
-def bench_resnet_paired(results: Results, epochs: int, quick: bool) -> None:
+def bench_resnet_paired(results: Results, epochs: int, quick: bool, extra: list[str] | None = None,
+                        backgrounds: tuple[str, ...] = ("true", "false"), search_stats: bool = False) -> None:
     """The ResNet-18 share from paired epochs of one fit: ActivationID every 2nd epoch, so the epochs that carry a
     measurement and those that do not alternate on the same machine in the same state (fit-to-fit spans on a
     shared GPU host move by ±5 %). Share = median span with a measurement / median span without − 1, the cost an
@@ -403,16 +472,106 @@ def bench_resnet_paired(results: Results, epochs: int, quick: bool) -> None:
         common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
     else:
         fit_timed(["+exp=cifar10", "trainer.max_epochs=2", common[0]], root / "warmup", "epoch")
-    for background in ("true", "false"):
+    for background in backgrounds:
         fit = fit_timed(["+exp=cifar10_id", f"trainer.max_epochs={epochs}",
-                         f"callbacks.activation_id.background={background}"] + common, root / background, "epoch")
+                         f"callbacks.activation_id.background={background}"] + common + (extra or []),
+                        root / background, "epoch", search_stats=search_stats)
         spans = fit["per_epoch_s"]
         measured, plain = spans[2::2], spans[1::2]  # epoch 0 (cold: first search, Triton compile) left out
         with_m, without = statistics.median(measured), statistics.median(plain)
         results.add("resnet18_cifar_paired", {"background": background == "true", "epochs": epochs,
                                               "median_span_with_measurement_s": with_m,
                                               "median_span_without_s": without, "share": with_m / without - 1,
-                                              "fit": fit})
+                                              "overrides": extra or [], "fit": fit})
+
+
+def bench_contention(results: Results, epochs: int, quick: bool, seconds: float = 0.3) -> None:
+    """What a worker thread costs ResNet-18's training thread, by the kind of work it does: a fit without
+    ActivationID where every 2nd epoch (from epoch 2) starts a thread at its first batch doing `seconds` (timed
+    alone) of (a) GPU work with few Python calls: float16 matmuls on its own CUDA stream; (b) Python only: a loop
+    that holds the interpreter; (c) many small PyTorch ops on its own stream, as the neighbour search issues them.
+    Share = median span of the epochs with the thread / without − 1 (paired, as resnet_paired). A share near
+    seconds/epoch for (a) says the GPU is the shared resource, for (b) the interpreter."""
+    import threading
+
+    import pytorch_lightning as pl
+    from torchvision.datasets import CIFAR10
+
+    from fake_datasets import write_cifar
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    a = torch.randn(4096 if cuda else 256, 4096 if cuda else 256, device=device,
+                    dtype=torch.float16 if cuda else torch.float32)
+    small = torch.randn(256, 64, device=device)
+
+    def gpu(n: int) -> None:
+        for _ in range(n):
+            a @ a
+
+    def python(n: int) -> None:
+        total = 0
+        for i in range(n):
+            total += i * i
+
+    def small_ops(n: int) -> None:
+        x = small
+        for _ in range(n):
+            x = (x * 1.0001).clamp_(-1e3, 1e3)
+
+    def sized(job: Callable[[int], None], n: int = 10) -> int:
+        """The count that takes `seconds` alone (GPU synchronised), from doubling trial runs after a warm-up."""
+        job(2)  # cuBLAS and the allocator initialise on the first call
+        while True:
+            sync()
+            start = time.perf_counter()
+            job(n)
+            sync()
+            took = time.perf_counter() - start
+            if took > seconds / 4:
+                return max(1, int(n * seconds / took))
+            n *= 2
+
+    class Worker(pl.Callback):
+        def __init__(self, job: Callable[[int], None], n: int) -> None:
+            self.job, self.n, self.threads, self.stream = job, n, [], None
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if trainer.current_epoch >= 2 and trainer.current_epoch % 2 == 0:
+                def run() -> None:
+                    if device.type == "cuda":
+                        self.stream = self.stream or torch.cuda.Stream()
+                        with torch.cuda.stream(self.stream):
+                            self.job(self.n)
+                        self.stream.synchronize()
+                    else:
+                        self.job(self.n)
+                thread = threading.Thread(target=run, daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            for thread in self.threads:
+                thread.join()
+
+    root = Path(tempfile.mkdtemp())
+    for attr, value in write_cifar(root, 10, n_per_batch=200 if quick else 10_000).items():
+        setattr(CIFAR10, attr, value)
+    common = [f"data.data_dir={root}", f"trainer.max_epochs={epochs}"]
+    if quick:
+        common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
+    else:
+        fit_timed(["+exp=cifar10", "trainer.max_epochs=2", common[0]], root / "warmup", "epoch")
+    for name, job in (("gpu_matmuls", gpu), ("python_loop", python), ("small_torch_ops", small_ops)):
+        n = sized(job)
+        fit = fit_timed(["+exp=cifar10"] + common, root / name, "epoch", (Worker(job, n),))
+        spans = fit["per_epoch_s"]
+        loaded, plain = spans[2::2], spans[1::2]
+        with_t, without = statistics.median(loaded), statistics.median(plain)
+        results.add("contention", {"job": name, "count": n, "job_alone_s": seconds, "epochs": epochs,
+                                   "median_span_with_thread_s": with_t, "median_span_without_s": without,
+                                   "share": with_t / without - 1, "thread_cost_vs_alone": (with_t - without) / seconds,
+                                   "per_epoch_s": spans})
 
 
 def bench_background(results: Results, quick: bool) -> None:
@@ -499,6 +658,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--base-again", action="store_true",
                         help="grokking, resnet: run the base fit again after the ID fits")
+    parser.add_argument("--override", action="append", default=[],
+                        help="resnet_paired: an extra override of the cifar10_id fits (repeatable)")
+    parser.add_argument("--backgrounds", default="true,false", help="resnet_paired: background settings to fit")
+    parser.add_argument("--search-stats", action="store_true",
+                        help="resnet_paired: record each search's first-tier margins (adds to the measured time)")
     parser.add_argument("--no-twonn-only", action="store_true", help="resnet: skip the TwoNN-alone fit")
     parser.add_argument("--repeats", type=int, default=3,
                         help="scaling: timed calls after a warm-up (0: one cold call)")
@@ -508,6 +672,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results = Results(args.out / "id_speed.json")
     parts = args.parts.split(",")
+    if "cluster" in parts:
+        bench_cluster(results, args.quick)
     if "knn" in parts:
         sizes, features = ([300, 600], [64, 512]) if args.quick else ([2000, 10_000], [512, 8192, 65_536])
         bench_knn(results, sizes, features, args.skdim_budget)
@@ -519,7 +685,10 @@ def main() -> None:
     if "resnet" in parts:
         bench_resnet(results, args.epochs, args.quick, not args.no_twonn_only, args.base_again)
     if "resnet_paired" in parts:
-        bench_resnet_paired(results, args.epochs, args.quick)
+        bench_resnet_paired(results, args.epochs, args.quick, args.override, tuple(args.backgrounds.split(",")),
+                            args.search_stats)
+    if "contention" in parts:
+        bench_contention(results, args.epochs, args.quick)
     if "background" in parts:
         bench_background(results, args.quick)
     if "grokking" in parts:
