@@ -164,13 +164,13 @@ class SearchSpace:
         norms = self.sq_norms[positions].double().sqrt()
         value = values.double()
         slack = self.product_roundoff * (norms + self.max_norm) ** 2
-        anywhere = (value - slack).clamp_min(0).sqrt() - self.max_error
-        if self.relative_error < 1:
+        bound = (value - slack).clamp_min(0).sqrt() - self.max_error  # against any key
+        if self.relative_error < 1:  # against keys within reach (a key's error <= relative_error·norm + zero_error)
             reach = norms + value.clamp_min(0).sqrt()
             near = ((value - self.product_roundoff * (norms + reach) ** 2).clamp_min(0).sqrt()
                     - self.relative_error * reach - self.zero_error)
-            anywhere = torch.where(torch.isfinite(value), torch.maximum(anywhere, near), anywhere)
-        return (anywhere - self.error[positions]) / self.scale
+            bound = torch.where(torch.isfinite(value), torch.maximum(bound, near), bound)
+        return (bound - self.error[positions]) / self.scale
 
     def query(self, positions: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Exact sorted distances, indices and certified counts of the c nearest keys of the keys at `positions`."""
