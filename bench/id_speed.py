@@ -274,7 +274,7 @@ def first_tier_margins(search, k: int) -> dict:
     kth = dist[:, k - 1]
     last = dist.gather(1, (search.width - 1).clamp_min(0)[:, None])[:, 0]  # each row's widest computed candidate
     wide = torch.isfinite(last) & (search.width > k)
-    slack = space.product_roundoff * (norms + space.max_norm) ** 2  # on squared distances, as lower_bounds
+    slack = space.product_roundoff * (norms + space.max_norm) ** 2  # squared; lower_bounds' bound against any key
 
     def median(x: torch.Tensor) -> float | None:
         return float(x.double().median()) if x.numel() else None
