@@ -417,11 +417,10 @@ def cfg_data(cfg):
     return data
 
 
-def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = True, base_again: bool = False) -> None:
-    """ResNet-18 on random CIFAR-shaped data: epoch time with and without ActivationID (6 layers, 10,000 points),
-    as shipped (TwoNN + ID vs scale + overlap; in the background on CUDA) and in line (`background=false`, where
-    each part is timed), and with `twonn_only` TwoNN alone in line (the earlier setting); `base_again` fits the
-    base once more at the end (run order and noise)."""
+def cifar_setup(quick: bool) -> tuple[Path, list[str]]:
+    """Random CIFAR-10-shaped images in torchvision's format (torchvision pointed at them) and the overrides every
+    ResNet fit takes; on the GPU also an untimed 2-epoch fit first (a process's first fit pays cuDNN's and the
+    allocator's warm-up in its first epochs)."""
     from torchvision.datasets import CIFAR10
 
     from fake_datasets import write_cifar
@@ -429,11 +428,21 @@ def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = 
     root = Path(tempfile.mkdtemp())
     for attr, value in write_cifar(root, 10, n_per_batch=200 if quick else 10_000).items():
         setattr(CIFAR10, attr, value)
-    common = [f"data.data_dir={root}", f"trainer.max_epochs={epochs}"]
+    common = [f"data.data_dir={root}"]
     if quick:
         common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
-    else:  # untimed: the process's first fit pays cuDNN's and the allocator's warm-up in its first epochs
-        fit_timed(["+exp=cifar10", "trainer.max_epochs=2"] + common[:1], root / "warmup", "epoch")
+    else:
+        fit_timed(["+exp=cifar10", "trainer.max_epochs=2", common[0]], root / "warmup", "epoch")
+    return root, common
+
+
+def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = True, base_again: bool = False) -> None:
+    """ResNet-18 on random CIFAR-shaped data: epoch time with and without ActivationID (6 layers, 10,000 points),
+    as shipped (TwoNN + ID vs scale + overlap; in the background on CUDA) and in line (`background=false`, where
+    each part is timed), and with `twonn_only` TwoNN alone in line (the earlier setting); `base_again` fits the
+    base once more at the end (run order and noise)."""
+    root, common = cifar_setup(quick)
+    common.append(f"trainer.max_epochs={epochs}")
     base = fit_timed(["+exp=cifar10"] + common, root / "base", "epoch")
     with_id = fit_timed(["+exp=cifar10_id"] + common, root / "id", "epoch")
     entry = summarise(base, with_id, "per_epoch_s")
@@ -460,18 +469,8 @@ def bench_resnet_paired(results: Results, epochs: int, quick: bool, extra: list[
     measurement and those that do not alternate on the same machine in the same state (fit-to-fit spans on a
     shared GPU host move by ±5 %). Share = median span with a measurement / median span without − 1, the cost an
     every-epoch cadence adds to each epoch. Once in the background (as shipped on CUDA), once in line."""
-    from torchvision.datasets import CIFAR10
-
-    from fake_datasets import write_cifar
-
-    root = Path(tempfile.mkdtemp())
-    for attr, value in write_cifar(root, 10, n_per_batch=200 if quick else 10_000).items():
-        setattr(CIFAR10, attr, value)
-    common = [f"data.data_dir={root}", "callbacks.activation_id.every_n_epochs=2"]
-    if quick:
-        common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
-    else:
-        fit_timed(["+exp=cifar10", "trainer.max_epochs=2", common[0]], root / "warmup", "epoch")
+    root, common = cifar_setup(quick)
+    common.append("callbacks.activation_id.every_n_epochs=2")
     for background in backgrounds:
         fit = fit_timed(["+exp=cifar10_id", f"trainer.max_epochs={epochs}",
                          f"callbacks.activation_id.background={background}"] + common + (extra or []),
@@ -495,9 +494,6 @@ def bench_contention(results: Results, epochs: int, quick: bool, seconds: float 
     import threading
 
     import pytorch_lightning as pl
-    from torchvision.datasets import CIFAR10
-
-    from fake_datasets import write_cifar
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
@@ -554,14 +550,8 @@ def bench_contention(results: Results, epochs: int, quick: bool, seconds: float 
             for thread in self.threads:
                 thread.join()
 
-    root = Path(tempfile.mkdtemp())
-    for attr, value in write_cifar(root, 10, n_per_batch=200 if quick else 10_000).items():
-        setattr(CIFAR10, attr, value)
-    common = [f"data.data_dir={root}", f"trainer.max_epochs={epochs}"]
-    if quick:
-        common += ["model.width=8", "data.val_size=100", "trainer=cpu", "data.on_device=false"]
-    else:
-        fit_timed(["+exp=cifar10", "trainer.max_epochs=2", common[0]], root / "warmup", "epoch")
+    root, common = cifar_setup(quick)
+    common.append(f"trainer.max_epochs={epochs}")
     for name, job in (("gpu_matmuls", gpu), ("python_loop", python), ("small_torch_ops", small_ops)):
         n = sized(job)
         fit = fit_timed(["+exp=cifar10"] + common, root / name, "epoch", (Worker(job, n),))
