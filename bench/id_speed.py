@@ -438,7 +438,7 @@ def cifar_setup(quick: bool) -> tuple[Path, list[str]]:
 
 def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = True, base_again: bool = False) -> None:
     """ResNet-18 on random CIFAR-shaped data: epoch time with and without ActivationID (6 layers, 10,000 points),
-    as shipped (TwoNN + ID vs scale + overlap; in the background on CUDA) and in line (`background=false`, where
+    as shipped (TwoNN + ID vs scale + overlap; `background` at its default) and in line (`background=false`, where
     each part is timed), and with `twonn_only` TwoNN alone in line (the earlier setting); `base_again` fits the
     base once more at the end (run order and noise)."""
     root, common = cifar_setup(quick)
@@ -468,7 +468,7 @@ def bench_resnet_paired(results: Results, epochs: int, quick: bool, extra: list[
     """The ResNet-18 share from paired epochs of one fit: ActivationID every 2nd epoch, so the epochs that carry a
     measurement and those that do not alternate on the same machine in the same state (fit-to-fit spans on a
     shared GPU host move by ±5 %). Share = median span with a measurement / median span without − 1, the cost an
-    every-epoch cadence adds to each epoch. Once in the background (as shipped on CUDA), once in line."""
+    every-epoch cadence adds to each epoch. One fit per `backgrounds` setting, with the `extra` overrides."""
     root, common = cifar_setup(quick)
     common.append("callbacks.activation_id.every_n_epochs=2")
     for background in backgrounds:
@@ -535,7 +535,7 @@ def bench_contention(results: Results, epochs: int, quick: bool, seconds: float 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
             if trainer.current_epoch >= 2 and trainer.current_epoch % 2 == 0:
                 def run() -> None:
-                    if device.type == "cuda":
+                    if cuda:
                         self.stream = self.stream or torch.cuda.Stream()
                         with torch.cuda.stream(self.stream):
                             self.job(self.n)

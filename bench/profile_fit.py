@@ -41,20 +41,21 @@ VARIANTS = {
 
 
 def sync_sites(overrides: list[str], steps: int, warmup: int, data_dir: str) -> list[tuple[str, int]]:
-    """Synchronising calls of one fit, counted by the innermost frame outside torch that made them."""
+    """Synchronising calls of one fit, counted by the innermost frame outside torch's own package that made them
+    (Lightning's frames count: an installation may live under a folder named torch, as the device image's does)."""
     sites: Counter[str] = Counter()
     original = warnings.showwarning
+    torch_dir = str(Path(torch.__file__).resolve().parent) + "/"
 
     def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
         if "synchroniz" not in str(message):
             return original(message, category, filename, lineno, file, line)
-        frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename
-                  and "warnings.py" not in f.filename]
+        frames = [f for f in traceback.extract_stack()[:-1]
+                  if not str(Path(f.filename).resolve()).startswith(torch_dir) and "warnings.py" not in f.filename]
         where = frames[-1] if frames else None
         sites[f"{where.filename}:{where.lineno} {where.name}" if where else f"{filename}:{lineno}"] += 1
         return None
 
-    warnings.showwarning = record
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings():
