@@ -1,6 +1,6 @@
 """Benchmark: GPU TwoNN vs scikit-dimension, ID vs scale + overlap vs DADApy, ActivationID's share of training time.
 
-    python bench/id_speed.py --out results/ [--parts knn,cluster,scaling,probe,resnet,resnet_paired,contention,background,grokking] [--quick]
+    python bench/id_speed.py --out results/ [--parts knn,cluster,scaling,probe,resnet,resnet_paired,recording,contention,background,grokking] [--quick]
                              [--base-again]
 
 Writes id_speed.json (updated after every measurement, so a cut-off run keeps what it finished).
@@ -328,6 +328,7 @@ class EpochClock:
         cb_module = sys.modules["idlab.callbacks.activation_id"]
 
         callback.measure = self.timing("measure", callback.measure)
+        callback.on_validation_epoch_end = self.timing("recording_close", callback.on_validation_epoch_end)
         callback.report = self.timing("report", callback.report)
         callback.publish = self.timing("figure", callback.publish)
         cb_module.collect_activations = self.timing("probe_forward", cb_module.collect_activations)
@@ -464,24 +465,61 @@ def bench_resnet(results: Results, epochs: int, quick: bool, twonn_only: bool = 
 
 
 def bench_resnet_paired(results: Results, epochs: int, quick: bool, extra: list[str] | None = None,
-                        backgrounds: tuple[str, ...] = ("true", "false"), search_stats: bool = False) -> None:
-    """The ResNet-18 share from paired epochs of one fit: ActivationID every 2nd epoch, so the epochs that carry a
-    measurement and those that do not alternate on the same machine in the same state (fit-to-fit spans on a
-    shared GPU host move by ±5 %). Share = median span with a measurement / median span without − 1, the cost an
-    every-epoch cadence adds to each epoch. One fit per `backgrounds` setting, with the `extra` overrides."""
+                        backgrounds: tuple[str, ...] = ("true", "false"), search_stats: bool = False,
+                        variants: list[list[str]] | None = None) -> None:
+    """The ResNet-18 share from epochs of one fit compared with each other: ActivationID every 3rd epoch, so epochs
+    that carry a measurement (3, 6, ...), epochs whose closing validation records the val probe for it (2, 5, ...;
+    `reuse_validation`) and plain epochs (1, 4, ...) alternate on the same machine in the same state (fit-to-fit
+    spans on a shared GPU host move by ±5 %). Share = (median measured span + median recording span) / median plain
+    span − 2: what an every-epoch cadence adds to each epoch, the recording included (without a val probe, or with
+    reuse off, recording spans are plain ones). One fit per `backgrounds` setting and variant (a list of overrides;
+    default: one, no overrides), each with the `extra` overrides, in one process after one warm-up."""
     root, common = cifar_setup(quick)
-    common.append("callbacks.activation_id.every_n_epochs=2")
-    for background in backgrounds:
+    common.append("callbacks.activation_id.every_n_epochs=3")
+    for number, (variant, background) in enumerate((v, b) for v in variants or [[]] for b in backgrounds):
         fit = fit_timed(["+exp=cifar10_id", f"trainer.max_epochs={epochs}",
-                         f"callbacks.activation_id.background={background}"] + common + (extra or []),
-                        root / background, "epoch", search_stats=search_stats)
-        spans = fit["per_epoch_s"]
-        measured, plain = spans[2::2], spans[1::2]  # epoch 0 (cold: first search, Triton compile) left out
-        with_m, without = statistics.median(measured), statistics.median(plain)
+                         f"callbacks.activation_id.background={background}"] + common + (extra or []) + variant,
+                        root / f"fit{number}", "epoch", search_stats=search_stats)
+        spans = fit["per_epoch_s"]  # span e opens at epoch e's start; epoch 0 (cold: Triton compile) left out
+        with_m, recording, plain = (statistics.median(spans[i::3]) for i in (3, 2, 1))
         results.add("resnet18_cifar_paired", {"background": background == "true", "epochs": epochs,
                                               "median_span_with_measurement_s": with_m,
-                                              "median_span_without_s": without, "share": with_m / without - 1,
-                                              "overrides": extra or [], "fit": fit})
+                                              "median_span_recording_s": recording, "median_span_without_s": plain,
+                                              "share": (with_m + recording) / plain - 2,
+                                              "share_measured_epoch_only": with_m / plain - 1,
+                                              "overrides": (extra or []) + variant, "fit": fit})
+
+
+def bench_recording(results: Results, epochs: int, quick: bool) -> None:
+    """`reuse_validation` against the probe's own forward: a `cifar10_id` fit on the val split, every epoch; at each
+    measurement that takes the validation pass's activations, the probe's own forward of the same weights too
+    (channels-last, batch 1,024), with each layer's relative difference (Frobenius) and TwoNN from both."""
+    import pytorch_lightning as pl
+    from idlab.callbacks.activation_id import ActivationID
+
+    root, common = cifar_setup(quick)
+    checks: list[dict] = []
+
+    class Compare(pl.Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            callback = next(c for c in trainer.callbacks if isinstance(c, ActivationID))
+            taken = callback.recorded
+
+            def recorded(step: int):
+                got = taken(step)
+                if got is not None:
+                    own = callback.activations(pl_module, callback.probes["val"][0])
+                    checks.append({"step": step, "layers": {
+                        name: {"rel_diff": float((got[name] - own[name]).norm() / own[name].norm()),
+                               "twonn_recorded": twonn(got[name]), "twonn_own": twonn(own[name])}
+                        for name in own}})
+                return got
+            callback.recorded = recorded
+
+    fit = fit_timed(["+exp=cifar10_id", f"trainer.max_epochs={epochs}", "callbacks.activation_id.splits=[val]",
+                     "callbacks.activation_id.estimators=[twonn]", "callbacks.activation_id.figure=false"] + common,
+                    root / "recording", "epoch", callbacks=(Compare(),))
+    results.add("recording_vs_own_forward", {"epochs": epochs, "checks": checks, "measurements": len(fit["measure_s"])})
 
 
 def bench_contention(results: Results, epochs: int, quick: bool, seconds: float = 0.3) -> None:
@@ -650,6 +688,8 @@ def main() -> None:
                         help="grokking, resnet: run the base fit again after the ID fits")
     parser.add_argument("--override", action="append", default=[],
                         help="resnet_paired: an extra override of the cifar10_id fits (repeatable)")
+    parser.add_argument("--variant", action="append", default=None,
+                        help="resnet_paired: one fit's overrides, space-separated (repeatable; '' for none)")
     parser.add_argument("--backgrounds", default="true,false", help="resnet_paired: background settings to fit")
     parser.add_argument("--search-stats", action="store_true",
                         help="resnet_paired: record each search's first-tier margins (adds to the measured time)")
@@ -676,7 +716,9 @@ def main() -> None:
         bench_resnet(results, args.epochs, args.quick, not args.no_twonn_only, args.base_again)
     if "resnet_paired" in parts:
         bench_resnet_paired(results, args.epochs, args.quick, args.override, tuple(args.backgrounds.split(",")),
-                            args.search_stats)
+                            args.search_stats, [v.split() for v in args.variant] if args.variant else None)
+    if "recording" in parts:
+        bench_recording(results, args.epochs, args.quick)
     if "contention" in parts:
         bench_contention(results, args.epochs, args.quick)
     if "background" in parts:

@@ -14,7 +14,7 @@ import idlab.callbacks.activation_id as activation_id
 from idlab.callbacks.activation_id import ActivationID
 from idlab.models.base import evaluation
 from idlab.id import gride, id_scaling, neighbourhood_overlap, twonn_bootstrap
-from idlab.id.activations import collect_activations, match_layers, reduce_output
+from idlab.id.activations import PassRecording, collect_activations, match_layers, reduce_output
 from idlab.id.report import read_csv, scale_figure
 
 twonn_module = sys.modules["idlab.id.twonn"]  # the package's `twonn` attribute is the function
@@ -360,3 +360,37 @@ def test_a_failure_in_the_background_is_raised_in_the_training_thread(tmp_path: 
     with pytest.raises(ValueError, match=r"ActivationID at step 3, val probe, layer 'blocks.0'"):
         callback.settle(wait=True)
     callback.teardown(trainer, pl_module, "fit")
+
+
+def record_pass(net: nn.Module, probe_x: torch.Tensor, index: torch.Tensor | None, batches: list[torch.Tensor],
+                twice: bool = False) -> PassRecording:
+    """Run `net` over the batches under a PassRecording of its blocks, the way Lightning's validation would."""
+    recording = PassRecording(net, ["blocks.0", "blocks.1"], probe_x, index, 300)
+    with evaluation(net):
+        for batch in batches:
+            net(batch)
+            if twice:
+                net(batch)
+            recording.batch_end(batch)
+    return recording
+
+
+def test_a_recorded_pass_is_the_probes_forward_in_probe_order_or_nothing() -> None:
+    net, x = TinyNet(), FakeData().x
+    index = torch.randperm(300, generator=torch.Generator().manual_seed(3))[:50]
+    with evaluation(net):
+        own = collect_activations(net, net, ["blocks.0", "blocks.1"], x[index], 64, torch.device("cpu"))
+    got = record_pass(net, x[index], index, list(x.split(128))).close()
+    assert got is not None and all(torch.allclose(got[n], own[n], atol=1e-6) for n in own)
+    whole = record_pass(net, x, None, list(x.split(100))).close()
+    assert whole is not None and whole["blocks.1"].shape == (300, 8)
+
+    other = record_pass(net, x, None, list(torch.randn(300, 6).split(100)))
+    assert other.close() is None and "not the probe's inputs" in other.why
+    shuffled = record_pass(net, x[index], index, list(x.flip(0).split(100)))
+    assert shuffled.close() is None and "not the probe's inputs" in shuffled.why
+    partial = record_pass(net, x, None, list(x[:200].split(100)))
+    assert partial.close() is None and "covered 200 of the split's 300 rows" in partial.why
+    repeated = record_pass(net, x, None, list(x.split(100)), twice=True)
+    assert repeated.close() is None and "did not run exactly once" in repeated.why
+    assert not net.blocks[0]._forward_hooks  # the hooks are gone

@@ -107,3 +107,47 @@ def test_unknown_layer_fails_before_training(make_cfg) -> None:
     with pytest.raises(ValueError, match=r"layer 'layer4' matches no module of FC.*'blocks.0'"):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("num_samples", ["null", "200"])
+def test_the_val_probe_recorded_during_validation_equals_its_own_forward(make_cfg, monkeypatch,
+                                                                          num_samples: str) -> None:
+    """An epoch-end validation over the whole split serves the next measurement's val probe (whole split or a seeded
+    subset, reordered): the same rows as the probe's own forward, without running it."""
+    import idlab.callbacks.activation_id as callback
+
+    forwards: list[int] = []
+    collect = callback.collect_activations
+
+    def counting(forward, model, names, x, *args, **kwargs):
+        if len(x) > 2:  # setup's 2-point layer check is not a probe forward
+            forwards.append(len(x))
+        return collect(forward, model, names, x, *args, **kwargs)
+
+    monkeypatch.setattr(callback, "collect_activations", counting)
+    common = [*TINY_FC, "trainer.max_epochs=3", "trainer.limit_val_batches=1.0", "data.eval_batch_size=128",
+              f"callbacks.activation_id.num_samples={num_samples}", "callbacks.activation_id.figure=false",
+              "callbacks.activation_id.estimators=[twonn,{name:overlap,k:10}]"]  # label overlap: rows in probe order
+    train(make_cfg(*common, "callbacks.activation_id.reuse_validation=false", run="own"))
+    own, forwards[:] = list(forwards), []
+    train(make_cfg(*common, run="recorded"))
+    assert len(own) == 4 and len(forwards) == 1  # epochs 0, 1, 2 and the end; recorded: epoch 0 only
+    rows = {name: csv_rows(Path(make_cfg(run=name).paths.output_dir)) for name in ("own", "recorded")}
+    key = [(r["step"], r["split"], r["layer"], r["estimator"]) for r in rows["own"]]
+    assert key == [(r["step"], r["split"], r["layer"], r["estimator"]) for r in rows["recorded"]]
+    assert [r["step"] for r in rows["own"]][-1] == "12"
+    for a, b in zip(rows["own"], rows["recorded"]):
+        assert float(b["value"]) == pytest.approx(float(a["value"]), rel=1e-4), (a, b)
+
+
+def test_a_partial_validation_is_not_taken_for_the_probe(make_cfg, monkeypatch) -> None:
+    import idlab.callbacks.activation_id as callback
+
+    forwards: list[int] = []
+    collect = callback.collect_activations
+    monkeypatch.setattr(callback, "collect_activations",
+                        lambda forward, model, names, x, *a, **k: forwards.append(len(x)) or
+                        collect(forward, model, names, x, *a, **k))
+    train(make_cfg(*TINY_FC, "trainer.max_epochs=2", "trainer.limit_val_batches=2",
+                   "callbacks.activation_id.figure=false"))
+    assert forwards == [2, 200, 200, 200]  # setup's layer check, then epochs 0, 1 and the end

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from idlab.adapt.base import base_model
-from idlab.id.activations import REDUCTIONS, collect_activations, match_layers, matches, module_names
+from idlab.id.activations import REDUCTIONS, PassRecording, collect_activations, match_layers, matches, module_names
 from idlab.id.estimators import Estimator, make_estimator
 from idlab.id.report import Measurement, append_csv, drop_rows_after, metrics_dict, profile_figure, scale_figure
 from idlab.id.twonn import distinct_search
@@ -43,6 +43,7 @@ class ActivationID(pl.Callback):
         figure: bool = True,
         figure_every: int = 10,
         background: bool | str = False,
+        reuse_validation: bool = True,
     ) -> None:
         """Validate every option now, so a bad one fails before training starts.
 
@@ -51,6 +52,12 @@ class ActivationID(pl.Callback):
         and written when they are done (at the latest before the next measurement, a checkpoint or the end of
         training). `auto`: on CUDA; false (default): everything in line. On an H200 the background saved little
         (ResNet-18 paired epochs: 9.6 % against 10.7 % in line; docs/benchmarks.md), so it is opt-in.
+
+        reuse_validation: the val probe's activations are recorded during Lightning's validation pass that ran on
+        the weights about to be measured (the epoch-end validation before an every-n-epochs measurement), so
+        that measurement needs no probe forward of its own. It applies where that pass is the probe's forward:
+        idlab's Classifier, one process, 32/64-bit precision, validation over the whole split in order. The
+        recorded batches are checked against the probe's inputs; anything else runs the probe forward as before.
         """
         check_options(splits, num_samples, every_n_steps, every_n_epochs, sequence_reduction, batch_size)
         if figure_every < 1:
@@ -74,7 +81,12 @@ class ActivationID(pl.Callback):
         self.sequence_reduction, self.batch_size = sequence_reduction, batch_size
         self.store = torch.device("cpu") if store_on_cpu else None
         self.csv_path, self.figure, self.figure_every = csv_path, figure, figure_every
-        self.background = background
+        self.background, self.reuse_validation = background, reuse_validation
+        self.capture: PassRecording | None = None
+        self.captured: tuple[int, dict[str, torch.Tensor]] | None = None
+        self.val_index: torch.Tensor | None = None
+        self.val_size = 0
+        self.reused = 0  # measurements whose val probe came from the validation pass
         self.worker: ThreadPoolExecutor | None = None
         self.stream: torch.cuda.Stream | None = None
         self.pending: tuple[pl.Trainer, Future] | None = None
@@ -96,7 +108,11 @@ class ActivationID(pl.Callback):
         # LLID is the ID of the representation the classifier reads: the model's llid_layer, always tracked.
         self.llid_layer = getattr(model, "llid_layer", None)
         self.layers = [n for n in module_names(model) if n in chosen or n == self.llid_layer]
-        self.probes = {split: draw_probe(trainer, split, self.num_samples, self.seed) for split in self.splits}
+        drawn = {split: draw_probe(trainer, split, self.num_samples, self.seed) for split in self.splits}
+        self.probes = {split: (x, y) for split, (x, y, _) in drawn.items()}
+        if "val" in drawn:  # which rows of the validation pass are the val probe's (see PassRecording)
+            self.val_size = drawn["val"][2]
+            self.val_index = probe_index(self.val_size, self.num_samples, self.seed)
         x = next(iter(self.probes.values()))[0][:2]
         with evaluation(pl_module):
             features = collect_activations(forward_module(pl_module), model, self.layers, x, 2, device_of(pl_module),
@@ -130,16 +146,72 @@ class ActivationID(pl.Callback):
         """Report a background measurement that has finished (no waiting)."""
         self.settle(wait=False)
 
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the tracked layers during this validation pass if a measurement of these weights comes next."""
+        self.captured = None
+        if self.recording_applies(trainer, pl_module):
+            self.capture = PassRecording(base_model(forward_module(pl_module)), self.layers, self.probes["val"][0],
+                                         self.val_index, self.val_size, self.sequence_reduction, self.store)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Check the recorded batch against the probe's inputs."""
+        if self.capture is not None:
+            self.capture.batch_end(batch[0] if isinstance(batch, (tuple, list)) and batch else batch)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Keep the recorded activations for the measurement at this step; if the pass was not the probe's forward,
+        say why once and run the probe's own forward from now on."""
+        if self.capture is None:
+            return
+        capture, self.capture = self.capture, None
+        features = capture.close()
+        if features is None:
+            log.info("ActivationID: the validation pass is not the val probe's forward (%s); the probe runs its "
+                     "own forward", capture.why)
+            self.reuse_validation = False
+        else:
+            self.captured = (trainer.global_step, features)
+
+    def recording_applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """Whether this validation pass can serve as the val probe's forward of the next measurement: the epoch
+        cadence measures next (or the run ends after this epoch), in one process, at full precision, with a module
+        whose validation_step runs the measured network once on each batch's inputs as given (idlab's Classifier)."""
+        if not (self.reuse_validation and "val" in self.probes and trainer.is_global_zero and self.every_n_epochs
+                and trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.world_size == 1
+                and trainer.limit_val_batches == 1.0
+                and str(trainer.precision) in ("32-true", "32", "64-true", "64")
+                and getattr(pl_module, "validation_runs_net", False)):
+            return False
+        upcoming = trainer.current_epoch + 1
+        last = trainer.max_epochs is not None and trainer.max_epochs > 0 and upcoming >= trainer.max_epochs
+        return upcoming % self.every_n_epochs == 0 or (self.at_train_end and last)
+
+    def recorded(self, step: int) -> dict[str, torch.Tensor] | None:
+        """The val probe's activations recorded during the validation at `step`, once; None if there are none."""
+        captured, self.captured = self.captured, None
+        if captured is None or captured[0] != step:
+            return None
+        if not self.reused:
+            log.info("ActivationID takes the val probe's activations from Lightning's validation pass")
+        self.reused += 1
+        return captured[1]
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Measure the final network once more unless this step was just measured; draw the last profile."""
         if self.at_train_end:
             self.measure(trainer, pl_module, final=True)
+        self.captured = None
         self.settle(wait=True)
         if self.unplotted is not None:
             self.draw(trainer, *self.unplotted)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         """Finish a measurement in flight so its rows are kept; its own failure is logged, not raised over this one."""
+        if self.capture is not None:  # the hooks of an interrupted validation pass
+            self.capture.why = "interrupted"
+            self.capture.close()
+            self.capture = self.captured = None
         try:
             self.settle(wait=True)
         except Exception as error:  # noqa: BLE001 - the run is already failing with `exception`
@@ -190,7 +262,9 @@ class ActivationID(pl.Callback):
         if not trainer.is_global_zero:
             return
         self.settle(wait=True)  # one measurement in flight at most: it holds the probe's activations
-        probes = ((split, self.activations(pl_module, x)) for split, (x, _) in self.probes.items())
+        recorded = self.recorded(step)
+        probes = ((split, recorded if split == "val" and recorded is not None else self.activations(pl_module, x))
+                  for split, (x, _) in self.probes.items())
         drawn = final or self.measured % self.figure_every == 0
         self.measured += 1
         writers = figure_writers(trainer) if drawn and self.figure else []
@@ -375,8 +449,8 @@ def device_of(module: nn.Module) -> torch.device:
 
 
 def draw_probe(trainer: pl.Trainer, split: str, num_samples: int | None,
-               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed, seeded subset (x, y) of a split, model-ready (no augmentation)."""
+               seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A fixed, seeded subset (x, y) of a split, model-ready (no augmentation), and the split's size."""
     x, y = split_tensors(trainer, split)
     n = len(x)
     if num_samples is not None and num_samples > n:
@@ -384,10 +458,17 @@ def draw_probe(trainer: pl.Trainer, split: str, num_samples: int | None,
                          f"split; use num_samples<={n} or null for the whole split")
     if n < 3:
         raise ValueError(f"the {split} split has {n} examples; activation ID needs at least 3")
+    index = probe_index(n, num_samples, seed)
+    if index is None:
+        return x, y, n
+    return x[index.to(x.device)], y[index.to(y.device)], n
+
+
+def probe_index(n: int, num_samples: int | None, seed: int) -> torch.Tensor | None:
+    """The split rows a probe takes, in probe order: a seeded draw of num_samples, or None for the whole split."""
     if num_samples is None:
-        return x, y
-    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_samples]
-    return x[index.to(x.device)], y[index.to(y.device)]
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_samples]
 
 
 def split_tensors(trainer: pl.Trainer, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -93,3 +93,96 @@ def collect_activations(forward: Callable[[torch.Tensor], object], model: nn.Mod
     if repeated:
         raise RuntimeError(f"layers {repeated} ran more than once per forward pass; track a module called once")
     return features
+
+
+class PassRecording:
+    """The named layers' outputs during forward passes that someone else runs over a whole split in order (Lightning's
+    validation loop), kept for the rows of a probe drawn from that split: the probe's activations without a forward of
+    its own. Each batch's inputs are checked against the probe's (`batch_end`), each layer must fire once per batch,
+    and `close` returns {layer: (N, F) float32} in probe order, or None with the reason in `why`."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str], probe_x: torch.Tensor, index: torch.Tensor | None,
+                 split_size: int, sequence_reduction: str = "last", store: torch.device | None = None) -> None:
+        """index: the split rows of the probe in probe order (None: the whole split, in order)."""
+        self.names, self.probe_x, self.split_size = list(names), probe_x, split_size
+        self.reduction, self.store = sequence_reduction, store
+        self.offset, self.batches, self.why = 0, 0, None
+        self.parts: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
+        self.checks: list[torch.Tensor] = []
+        self.order = self.keep = None
+        if index is not None:  # the kept rows arrive in split order: order[j] is the probe position of the j-th
+            rows, self.order = index.sort()
+            self.keep = torch.zeros(split_size, dtype=torch.bool)
+            self.keep[rows] = True
+        self.kept = 0  # probe rows seen before the current batch
+        self.selection: torch.Tensor | None = None
+        modules = dict(model.named_modules())
+        self.handles = [modules[n].register_forward_hook(self.hook_for(n)) for n in self.names]
+
+    def hook_for(self, name: str) -> Callable:
+        """The forward hook of one layer: its reduced outputs at the probe's rows of the current batch."""
+        def hook(module: nn.Module, args: object, output: object) -> None:
+            if self.why is not None:
+                return
+            features = reduce_output(output, self.reduction).detach().float()
+            if self.keep is not None:
+                features = features.index_select(0, self.rows(features.shape[0], features.device))
+            self.parts[name].append(features if self.store is None else features.to(self.store))
+        return hook
+
+    def rows(self, size: int, device: torch.device) -> torch.Tensor:
+        """Positions within the current batch (at self.offset, `size` rows) that belong to the probe."""
+        if self.selection is None or self.selection.device != device:
+            local = self.keep[self.offset : self.offset + size].nonzero().squeeze(1)
+            self.selection = local.to(device, non_blocking=True)
+        return self.selection
+
+    def batch_end(self, x: object) -> None:
+        """After one batch's forward: check it ran every layer once on the probe's next inputs."""
+        if self.why is not None:
+            return
+        if not isinstance(x, torch.Tensor):
+            self.why = f"a validation batch's inputs are {type(x).__name__}, not a tensor"
+            return
+        size = x.shape[0]
+        self.batches += 1
+        fired = [n for n in self.names if len(self.parts[n]) != self.batches]
+        if fired or self.offset + size > self.split_size:
+            self.why = (f"layers {fired} did not run exactly once on a validation batch" if fired else
+                        f"validation ran over more than the split's {self.split_size} rows")
+            return
+        if self.keep is None:
+            seen, reference = x, self.probe_x[self.offset : self.offset + size]
+        else:
+            seen = x.index_select(0, self.rows(size, x.device))
+            reference = self.probe_x.index_select(0, self.order[self.kept : self.kept + seen.shape[0]].to(
+                self.probe_x.device))
+            self.kept += seen.shape[0]
+        reference = reference.to(x.device, non_blocking=True)
+        if seen.shape != reference.shape:
+            self.why = f"validation inputs of shape {tuple(seen.shape[1:])} are not the probe's"
+        else:
+            self.checks.append((seen == reference).all())
+        self.offset += size
+        self.selection = None
+
+    def close(self) -> dict[str, torch.Tensor] | None:
+        """Remove the hooks; the probe's activations, or None (and `why`) if the pass was not the probe's forward."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        if self.why is None and self.offset != self.split_size:
+            self.why = f"validation covered {self.offset} of the split's {self.split_size} rows"
+        with torch.inference_mode(False):  # Lightning validates in inference mode; the estimators need plain tensors
+            if self.why is None and not bool(torch.stack(self.checks).all()):
+                self.why = "the validation batches are not the probe's inputs in order"
+            if self.why is not None:
+                self.parts = {}
+                return None
+            features = {}
+            for name in self.names:
+                rows = torch.cat(self.parts.pop(name))
+                if self.order is not None:
+                    rows = torch.empty_like(rows).index_copy_(0, self.order.to(rows.device), rows)
+                features[name] = rows
+        return features

@@ -24,6 +24,8 @@ class Classifier(GraphSteps, pl.LightningModule):
     With `graph` (a GraphPolicy) the training steps may run as replayed CUDA graphs (training/graphed.py).
     """
 
+    validation_runs_net = True  # validation_step runs `net` once on each batch's inputs: ActivationID may record it
+
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  schedule: WarmupSchedule | None = None, adapt_metrics: dict[str, float] | None = None,
                  graph: GraphPolicy | None = None) -> None:
