@@ -109,10 +109,9 @@ class ActivationID(pl.Callback):
         self.llid_layer = getattr(model, "llid_layer", None)
         self.layers = [n for n in module_names(model) if n in chosen or n == self.llid_layer]
         drawn = {split: draw_probe(trainer, split, self.num_samples, self.seed) for split in self.splits}
-        self.probes = {split: (x, y) for split, (x, y, _) in drawn.items()}
+        self.probes = {split: (x, y) for split, (x, y, _, _) in drawn.items()}
         if "val" in drawn:  # which rows of the validation pass are the val probe's (see PassRecording)
-            self.val_size = drawn["val"][2]
-            self.val_index = probe_index(self.val_size, self.num_samples, self.seed)
+            self.val_index, self.val_size = drawn["val"][2:]
         x = next(iter(self.probes.values()))[0][:2]
         with evaluation(pl_module):
             features = collect_activations(forward_module(pl_module), model, self.layers, x, 2, device_of(pl_module),
@@ -449,8 +448,9 @@ def device_of(module: nn.Module) -> torch.device:
 
 
 def draw_probe(trainer: pl.Trainer, split: str, num_samples: int | None,
-               seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """A fixed, seeded subset (x, y) of a split, model-ready (no augmentation), and the split's size."""
+               seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+    """A fixed, seeded subset (x, y) of a split, model-ready (no augmentation), the split rows it took (None: all, in
+    order) and the split's size."""
     x, y = split_tensors(trainer, split)
     n = len(x)
     if num_samples is not None and num_samples > n:
@@ -458,17 +458,10 @@ def draw_probe(trainer: pl.Trainer, split: str, num_samples: int | None,
                          f"split; use num_samples<={n} or null for the whole split")
     if n < 3:
         raise ValueError(f"the {split} split has {n} examples; activation ID needs at least 3")
-    index = probe_index(n, num_samples, seed)
-    if index is None:
-        return x, y, n
-    return x[index.to(x.device)], y[index.to(y.device)], n
-
-
-def probe_index(n: int, num_samples: int | None, seed: int) -> torch.Tensor | None:
-    """The split rows a probe takes, in probe order: a seeded draw of num_samples, or None for the whole split."""
     if num_samples is None:
-        return None
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_samples]
+        return x, y, None, n
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_samples]
+    return x[index.to(x.device)], y[index.to(y.device)], index, n
 
 
 def split_tensors(trainer: pl.Trainer, split: str) -> tuple[torch.Tensor, torch.Tensor]:
