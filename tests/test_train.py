@@ -195,3 +195,39 @@ def test_guard_checks_weights_optimiser_state_and_a_loss_and_remembers_the_first
     flagged = NonFiniteGuard()
     flagged.push(5, torch.tensor(False))  # a device flag kept by a captured step instead of a loss
     assert not flagged.finite_so_far() and flagged.bad_step == 5
+
+
+def test_fast_log_moves_only_what_needs_moving() -> None:
+    from pytorch_lightning.trainer.connectors.logger_connector.result import _ResultCollection, _ResultMetric
+
+    from idlab.training import fast_log
+
+    assert fast_log.install() and fast_log.install(), "installed once, idempotent"
+    results = _ResultCollection(training=True)
+    results.batch_idx = 0
+    results.log("training_step", "train/loss", torch.tensor(2.0), on_step=True, on_epoch=True, batch_size=4)
+    metric = results["training_step.train/loss"]
+    meta = metric.meta
+    assert metric.to(torch.device("cpu")) is metric and metric.meta is meta, "nothing to move: the walk is skipped"
+    metric.to(torch.float64)  # not a device: Lightning's own `to`
+    assert metric.value.dtype == torch.float64 and metric.meta is not meta
+    metric._forward_cache = torch.zeros(2, device="meta")  # one tensor elsewhere
+    assert not fast_log.already_on(metric, torch.device("cpu"))
+    metric.to(torch.device("meta"))  # another device: Lightning's own walk moves every tensor
+    assert {t.device.type for t in (metric.value, metric.cumulated_batch_size, *metric._defaults.values())} == {"meta"}
+    assert _ResultMetric.to.__wrapped__ is not _ResultMetric.to
+
+
+@pytest.mark.parametrize("graph", ["off", "emulate"])
+def test_fast_log_logs_what_lightning_logs(graph: str, make_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytorch_lightning.trainer.connectors.logger_connector.result import _ResultMetric
+
+    overrides = ["logger=csv", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", f"graph.mode={graph}"]
+    fast_cfg = make_cfg(*overrides, run="fast")
+    fast = train(fast_cfg)
+    monkeypatch.setattr(_ResultMetric, "to", _ResultMetric.to.__wrapped__)
+    slow_cfg = make_cfg(*overrides, run="lightning")
+    slow = train(slow_cfg)
+    assert {k: v for k, v in fast.items() if k != "code"} == {k: v for k, v in slow.items() if k != "code"}
+    rows = [(Path(c.paths.output_dir) / "csv" / "metrics.csv").read_text() for c in (fast_cfg, slow_cfg)]
+    assert rows[0] == rows[1] and rows[0].count("\n") > 4, "every logged row the same, digit for digit"

@@ -13,9 +13,12 @@ from torch import Tensor, nn
 from idlab.adapt.base import count_trainable
 from idlab.data.chunks import Chunk
 from idlab.models.base import evaluation
+from idlab.training import fast_log
 from idlab.training.graphed import GraphPolicy, GraphSteps
 from idlab.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
+
+fast_log.install()  # self.log without Lightning's per-call walk of the metric (training/fast_log.py)
 
 
 class Classifier(GraphSteps, pl.LightningModule):
