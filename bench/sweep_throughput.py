@@ -1,7 +1,7 @@
 """End-to-end sweep throughput: Li et al.'s MNIST FC d-grid (10 values × 3 seeds + 3 baselines) on mnist_mini.
 
 python bench/sweep_throughput.py [--jobs 12] [--runs-per-job 1] [--side-by-side 1] [--launcher joblib]
-                                 [--epochs 100] [--out DIR] [--extra OVERRIDE ...]
+                                 [--epochs 100] [--out DIR] [--extra OVERRIDE ...] [--tag TAG]
 Runs `python sweep.py` (joblib: `--jobs` worker processes share the GPU; each launched job runs `--runs-per-job`
 runs, `--side-by-side` of them at once in threads; data held on the device) and breaks the wall time down into
 planning, worker start-up, per-run set-up (split into its phases, and into a process's first run vs later runs),
@@ -186,9 +186,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="where the sweep folder goes (default: --out)")
     parser.add_argument("--timeout", type=float, default=480.0, help="give up after this many seconds")
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run (e.g. trainer=cpu)")
+    parser.add_argument("--tag", default="", help="appended to the label (results of --extra variants side by side)")
     args = parser.parse_args()
 
     label = f"{args.launcher}{args.jobs if args.launcher == 'joblib' else ''}_r{args.runs_per_job}_s{args.side_by_side}"
+    label += f"_{args.tag}" if args.tag else ""
     sweep_dir = (args.work or args.out) / label
     shutil.rmtree(sweep_dir, ignore_errors=True)  # a benchmark measures a cold sweep, not a resume
     command = sweep_command(sweep_dir, args.jobs, args.epochs, args.values, args.seeds, args.extra,
