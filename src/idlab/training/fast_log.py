@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,8 +29,8 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def already_on(metric: Any, device: torch.device) -> bool:
-    """Whether every tensor that `apply_to_collection` would reach in `metric.__dict__` (through dicts, lists,
-    tuples and dataclasses) is on `device`; False at any module or metric inside, which only the full walk moves."""
+    """Whether every tensor that `apply_to_collection` would reach in `metric.__dict__` (through mappings,
+    sequences and dataclasses) is on `device`; False at any module or metric inside, which only the full walk moves."""
     for value in vars(metric).values():
         if type(value) not in _PLAIN and not _on(value, device):
             return False
@@ -44,9 +45,9 @@ def _on(value: Any, device: torch.device) -> bool:
         return value.device == device
     if isinstance(value, torch.nn.Module):
         return False
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # the containers apply_to_collection walks (str is in _PLAIN)
         return all(_on(v, device) for v in value.values())
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, Sequence):
         return all(_on(v, device) for v in value)
     if kind not in _FIELDS:
         _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value)) if dataclasses.is_dataclass(value) else ()
