@@ -218,6 +218,23 @@ def test_fast_log_moves_only_what_needs_moving() -> None:
     assert _ResultMetric.to.__wrapped__ is not _ResultMetric.to
 
 
+def test_to_host_makes_one_copy_per_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    from idlab.training import fast_log
+
+    copies = []
+    stack = torch.stack
+    monkeypatch.setattr(torch, "stack", lambda tensors: copies.append(len(tensors)) or stack(tensors))
+    values = [torch.tensor(1.5), torch.tensor([2]), torch.tensor(3), 4.0, torch.zeros(3), torch.tensor(0.25)]
+    moved = fast_log.to_host(values, host="meta")  # the CPU plays the device's part: its scalars go elsewhere
+    assert sorted(copies) == [2, 2], "one copy for the two float32 scalars, one for the two int64 ones"
+    assert [(m.device.type, m.dtype, m.shape) for m in moved[:3]] == [
+        ("meta", v.dtype, v.shape) for v in values[:3]] and moved[5].device.type == "meta"
+    assert moved[3] == 4.0 and moved[4] is values[4], "numbers and tensors of several values are left alone"
+    on_host = fast_log.to_host(values)
+    assert all(a is b for a, b in zip(on_host, values)), "already on the host: nothing is copied"
+    assert fast_log.host_floats([torch.tensor(0.1), 2]) == [float(torch.tensor(0.1)), 2.0]
+
+
 @pytest.mark.parametrize("graph", ["off", "emulate"])
 def test_fast_log_logs_what_lightning_logs(graph: str, make_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     from pytorch_lightning.trainer.connectors.logger_connector.result import _ResultMetric
@@ -231,3 +248,18 @@ def test_fast_log_logs_what_lightning_logs(graph: str, make_cfg, monkeypatch: py
     assert {k: v for k, v in fast.items() if k != "code"} == {k: v for k, v in slow.items() if k != "code"}
     rows = [(Path(c.paths.output_dir) / "csv" / "metrics.csv").read_text() for c in (fast_cfg, slow_cfg)]
     assert rows[0] == rows[1] and rows[0].count("\n") > 4, "every logged row the same, digit for digit"
+
+
+def test_progress_bar_values_only_where_a_bar_shows_them(make_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a progress bar nothing is logged with prog_bar (Lightning would turn each such value into a number, a
+    GPU synchronisation, whenever it gathers metrics); with one the bar gets its values; the metrics are the same."""
+    import idlab.run as run
+
+    trainers = []
+    build = run.build_trainer
+    monkeypatch.setattr(run, "build_trainer", lambda cfg: trainers.append(build(cfg)) or trainers[-1])
+    quiet = train(make_cfg(run="quiet"))
+    shown = train(make_cfg("trainer.enable_progress_bar=true", run="shown"))
+    assert trainers[0].progress_bar_callback is None and trainers[1].progress_bar_callback is not None
+    assert not trainers[0].progress_bar_metrics and "test/acc" in trainers[1].progress_bar_metrics
+    assert {k: v for k, v in quiet.items() if k != "code"} == {k: v for k, v in shown.items() if k != "code"}

@@ -9,6 +9,9 @@ and every tensor the walk would reach is already there, it returns the metric un
 moved nothing); anything else (another device, a dtype, keyword arguments, a module or metric inside) goes to
 Lightning's own `to`. A Lightning whose `to` is not the one it knows (by the names its code uses) is left alone.
 IDLAB_FAST_LOG=0 in the environment switches it off.
+
+`host_floats` reads a list of device scalars with one device-to-host copy (`to_host`) instead of one `float()`, i.e.
+one host-device synchronisation, per value.
 """
 from __future__ import annotations
 
@@ -52,6 +55,26 @@ def _on(value: Any, device: torch.device) -> bool:
     if kind not in _FIELDS:
         _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value)) if dataclasses.is_dataclass(value) else ()
     return all(_on(getattr(value, name), device) for name in _FIELDS[kind])
+
+
+def to_host(values: Sequence[Any], host: torch.device | str = "cpu") -> list[Any]:
+    """`values` with every one-element tensor not on `host` replaced by a copy of it there (same shape, dtype and
+    value), made with one copy per (device, dtype) group rather than one per tensor; everything else unchanged."""
+    host = torch.device(host)
+    out, groups = list(values), {}
+    for i, value in enumerate(out):
+        if isinstance(value, Tensor) and value.device != host and value.numel() == 1:
+            groups.setdefault((value.device, value.dtype), []).append(i)
+    for indices in groups.values():
+        moved = torch.stack([out[i].detach().reshape(()) for i in indices]).to(host)
+        for i, scalar in zip(indices, moved.unbind()):
+            out[i] = scalar.reshape(out[i].shape)
+    return out
+
+
+def host_floats(values: Sequence[Any]) -> list[float]:
+    """`float(v)` for each value, with the device tensors among them fetched in one copy (`to_host`)."""
+    return [float(v) for v in to_host(values)]
 
 
 def install() -> bool:

@@ -513,7 +513,7 @@ def ready_inputs(x: Tensor, transform: Any) -> Tensor | None:
 class GraphSteps:
     """The Lightning hooks of the graph path, mixed into the LightningModule; each falls through to Lightning's
     own when the fit trains eagerly (`self.graph` is None). The module provides `graph_policy`, `net`,
-    `optimizer_factory`, `probe_batch` and `raise_if_nonfinite` (which reads `graph.watch`)."""
+    `optimizer_factory`, `probe_batch`, `progress_bar_shown` and `raise_if_nonfinite` (which reads `graph.watch`)."""
 
     graph: GraphRunner | None = None
     graph_policy: GraphPolicy | None = None
@@ -528,7 +528,7 @@ class GraphSteps:
         loss, acc = self.graph.train_chunk(chunk)
         self.probe_batch = self.graph.last_batch()  # for the guard's loss check before a checkpoint
         n = chunk.examples
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=self.progress_bar_shown, batch_size=n)
         self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:  # noqa: D102

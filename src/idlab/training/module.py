@@ -14,6 +14,7 @@ from idlab.adapt.base import count_trainable
 from idlab.data.chunks import Chunk
 from idlab.models.base import evaluation
 from idlab.training import fast_log
+from idlab.training.fast_log import host_floats
 from idlab.training.graphed import GraphPolicy, GraphSteps
 from idlab.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
@@ -49,10 +50,18 @@ class Classifier(GraphSteps, pl.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(-1) == y).float().mean()
-        on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=split != "test", sync_dist=not on_step)
-        self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=split != "train", sync_dist=True)
+        on_step, bar = split == "train", self.progress_bar_shown
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=bar and split != "test",
+                 sync_dist=not on_step)
+        self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=bar and split != "train", sync_dist=True)
         return loss
+
+    @property
+    def progress_bar_shown(self) -> bool:
+        """Whether a progress bar displays this run's values. Lightning turns every `prog_bar` value into a Python
+        number (a host-device synchronisation on the GPU) each time it gathers its metrics, about 20 times an
+        epoch of a Li-grid run, whether or not a bar shows them; without a bar the values are logged without `prog_bar`."""
+        return self._trainer is not None and self.trainer.progress_bar_callback is not None
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step; the previous step's loss is checked for NaN/inf (no GPU stall)."""
@@ -126,8 +135,9 @@ class Classifier(GraphSteps, pl.LightningModule):
             self.graph_epoch_end()
         else:
             self.raise_if_nonfinite()
-        self.last_good_train = {k: float(v) for k, v in self.trainer.callback_metrics.items()
-                                if k.startswith("train/") and math.isfinite(float(v))}
+        train = {k: v for k, v in self.trainer.callback_metrics.items() if k.startswith("train/")}
+        values = host_floats(list(train.values()))  # one transfer, not one synchronisation per value
+        self.last_good_train = {k: v for k, v in zip(train, values) if math.isfinite(v)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Every checkpoint (ModelCheckpoint, snapshots, step-based) passes the full check on every rank first."""
