@@ -41,8 +41,8 @@ def child(epochs: int, out_dir: Path, extra: list[str]) -> dict:
 
     import idlab.run as run
 
-    cfg = compose_config([*RUN, f"trainer.max_epochs={epochs}", f"paths.data_dir={REPO / 'data'}", "logger=tensorboard_csv",
-                          *extra], out_dir, fast=False)
+    cfg = compose_config([*RUN, f"trainer.max_epochs={epochs}", f"paths.data_dir={REPO / 'data'}",
+                          "logger=tensorboard_csv", *extra], out_dir, fast=False)
     sites: Counter[str] = Counter()
     torch_dir = str(Path(torch.__file__).resolve().parent) + "/"
     counting = {"on": False}

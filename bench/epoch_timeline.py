@@ -116,12 +116,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_epoch_timeline")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run (trainer=cpu: a smoke test)")
+    parser.add_argument("--extra", nargs="*", default=[],
+                        help="more overrides for every run (trainer=cpu: a smoke test)")
     args = parser.parse_args()
     import torch
 
     args.out.mkdir(parents=True, exist_ok=True)
-    out = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "date": time.strftime("%Y-%m-%d"), "epochs": args.epochs,
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    out = {"device": device, "date": time.strftime("%Y-%m-%d"), "epochs": args.epochs,
            "run": RUN + args.extra, "variants": {}}
     timed_run(args.extra, 5)  # untimed: the process's first run compiles the Fastfood kernels
     for name, extra in VARIANTS.items():

@@ -14,7 +14,6 @@ from idlab.adapt.base import count_trainable
 from idlab.data.chunks import Chunk
 from idlab.models.base import evaluation
 from idlab.training import fast_log
-from idlab.training.fast_log import host_floats
 from idlab.training.graphed import GraphPolicy, GraphSteps
 from idlab.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from idlab.training.schedule import WarmupSchedule
@@ -60,7 +59,8 @@ class Classifier(GraphSteps, pl.LightningModule):
     def progress_bar_shown(self) -> bool:
         """Whether a progress bar displays this run's values. Lightning turns every `prog_bar` value into a Python
         number (a host-device synchronisation on the GPU) each time it gathers its metrics, about 20 times an
-        epoch of a Li-grid run, whether or not a bar shows them; without a bar the values are logged without `prog_bar`."""
+        epoch of a Li-grid run, whether or not a bar shows them; without a bar the values are logged without
+        `prog_bar`."""
         return self._trainer is not None and self.trainer.progress_bar_callback is not None
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -136,7 +136,7 @@ class Classifier(GraphSteps, pl.LightningModule):
         else:
             self.raise_if_nonfinite()
         train = {k: v for k, v in self.trainer.callback_metrics.items() if k.startswith("train/")}
-        values = host_floats(list(train.values()))  # one transfer, not one synchronisation per value
+        values = fast_log.host_floats(list(train.values()))  # one transfer, not one synchronisation per value
         self.last_good_train = {k: v for k, v in zip(train, values) if math.isfinite(v)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
