@@ -1,8 +1,8 @@
 """End-to-end sweep throughput: Li et al.'s MNIST FC d-grid (10 values × 3 seeds + 3 baselines) on mnist_mini.
 
-python bench/sweep_throughput.py [--jobs 12] [--runs-per-job 1] [--side-by-side 1] [--launcher joblib]
+python bench/sweep_throughput.py [--jobs 12] [--runs-per-job 1] [--side-by-side 1] [--launcher joblib|fork]
                                  [--epochs 100] [--out DIR] [--extra OVERRIDE ...] [--tag TAG]
-Runs `python sweep.py` (joblib: `--jobs` worker processes share the GPU; each launched job runs `--runs-per-job`
+Runs `python sweep.py` (joblib or fork: `--jobs` worker processes share the GPU; each launched job runs `--runs-per-job`
 runs, `--side-by-side` of them at once in threads; data held on the device) and breaks the wall time down into
 planning, worker start-up, per-run set-up (split into its phases, and into a process's first run vs later runs),
 training and reporting; samples GPU utilisation. Prints a markdown row for docs/benchmarks.md and writes
@@ -31,7 +31,7 @@ def sweep_command(sweep_dir: Path, jobs: int, epochs: int, values: list[int], se
                   extra: list[str], runs_per_job: int = 1, side_by_side: int = 1,
                   launcher: str = "joblib") -> list[str]:
     """sweep.py over adapt.d for FC 784-200-200-10 (D = 199,210) with Adam, as in Li et al."""
-    launch = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if launcher == "joblib" else []
+    launch = [f"hydra/launcher={launcher}", f"hydra.launcher.n_jobs={jobs}"] if launcher != "basic" else []
     return [sys.executable, str(REPO / "sweep.py"), "data=mnist_mini", "model=fc", "adapt=subspace",
             "optim=adam", "trainer=gpu", f"trainer.max_epochs={epochs}", "++callbacks.progress_bar=null",
             "+trainer.enable_progress_bar=false", "sweep.param=adapt.d", f"sweep.values=[{','.join(map(str, values))}]",
@@ -175,10 +175,11 @@ def breakdown(sweep_dir: Path, t_start: float, t_end: float, jobs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=12, help="joblib n_jobs: worker processes sharing the GPU")
+    parser.add_argument("--jobs", type=int, default=12, help="n_jobs of the joblib or fork launcher: worker processes sharing the GPU")
     parser.add_argument("--runs-per-job", type=int, default=1, help="sweep.runs_per_job")
     parser.add_argument("--side-by-side", type=int, default=1, help="sweep.side_by_side (threads per job)")
-    parser.add_argument("--launcher", choices=("joblib", "basic"), default="joblib")
+    parser.add_argument("--launcher", choices=("joblib", "fork", "basic"), default="joblib",
+                        help="fork: idlab's launcher, jobs forked from the driver (no worker re-imports)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--values", type=int, nargs="+", default=LI_MNIST_FC_D)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -189,7 +190,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="appended to the label (results of --extra variants side by side)")
     args = parser.parse_args()
 
-    label = f"{args.launcher}{args.jobs if args.launcher == 'joblib' else ''}_r{args.runs_per_job}_s{args.side_by_side}"
+    label = f"{args.launcher}{args.jobs if args.launcher != 'basic' else ''}_r{args.runs_per_job}_s{args.side_by_side}"
     label += f"_{args.tag}" if args.tag else ""
     sweep_dir = (args.work or args.out) / label
     shutil.rmtree(sweep_dir, ignore_errors=True)  # a benchmark measures a cold sweep, not a resume
@@ -207,7 +208,7 @@ def main() -> None:
                                            stderr=str(err.stderr or ""))
     t_end = time.time()
     sampler.stop.set()
-    parallel = args.jobs * args.side_by_side if args.launcher == "joblib" else args.side_by_side
+    parallel = args.jobs * args.side_by_side if args.launcher != "basic" else args.side_by_side
     result = {"command": " ".join(command[1:]), "returncode": proc.returncode, "wall_s": t_end - t_start,
               "label": label, "jobs": args.jobs, "runs_per_job": args.runs_per_job, "side_by_side": args.side_by_side,
               "epochs": args.epochs, **breakdown(sweep_dir, t_start, t_end, parallel)}

@@ -1,5 +1,5 @@
-"""Real tiny sweeps (FC on a small MNIST in torchvision's format, a few CPU batches) through the basic, joblib and
-submitit_local launchers."""
+"""Real tiny sweeps (FC on a small MNIST in torchvision's format, a few CPU batches) through the basic, joblib,
+fork and submitit_local launchers."""
 from __future__ import annotations
 
 import csv
@@ -68,6 +68,17 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None
     assert summary["baseline"] == {**summary["baseline"], "kind": "given", "value": 0.5}
     pids = {r["pid"] for r in records(out)}
     assert os.getpid() not in pids and len(pids) <= 2, "runs execute in the (at most two) loky worker processes"
+
+
+def test_fork_launcher_trains_in_forked_children_exactly_as_the_basic_launcher(tmp_path: Path) -> None:
+    args = ("sweep.seeds=[0]", "sweep.baseline=0.5", "sweep.values=[4,16]")
+    basic = sweep(tmp_path / "basic", *args)
+    GlobalHydra.instance().clear()
+    forked = sweep(tmp_path / "fork", *args, "hydra/launcher=fork", "hydra.launcher.n_jobs=2")
+    assert forked["runs"] == {"done": 2, "failed": 0, "pending": 0, "planned": 2, "diverged": 0}, forked["failed"]
+    assert forked["points"] == basic["points"], "the same seed trains to the same metrics in a forked child"
+    pids = {r["pid"] for r in records(tmp_path / "fork")}
+    assert len(pids) == 2 and os.getpid() not in pids
 
 
 def test_submitit_local_launcher_runs_jobs_as_submitit_jobs(tmp_path: Path) -> None:

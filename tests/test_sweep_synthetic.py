@@ -51,10 +51,13 @@ def planted_accuracy(cfg: DictConfig) -> float:
 
 
 def synthetic_task(cfg: DictConfig) -> dict[str, float]:
-    """Writes metrics.json like idlab.run.train; seed 1 fails on purpose at d = $SYNTHETIC_FAIL_AT and diverges
-    before any checkpoint (no test/acc, chance 0.1) at d = $SYNTHETIC_DIVERGE_AT or in $SYNTHETIC_DIVERGE_RANGE."""
+    """Writes metrics.json like idlab.run.train; seed 1 fails on purpose at d = $SYNTHETIC_FAIL_AT, kills its
+    process at d = $SYNTHETIC_EXIT_AT and diverges before any checkpoint (no test/acc, chance 0.1) at
+    d = $SYNTHETIC_DIVERGE_AT or in $SYNTHETIC_DIVERGE_RANGE."""
     if str(cfg.adapt.get("d")) == os.environ.get("SYNTHETIC_FAIL_AT") and cfg.seed == 1:
         raise RuntimeError(f"planted failure at d={cfg.adapt.d}")
+    if str(cfg.adapt.get("d")) == os.environ.get("SYNTHETIC_EXIT_AT") and cfg.seed == 1:
+        os._exit(3)  # the process dies mid-run: no record update, no result sent back
     metrics = {"test/acc": planted_accuracy(cfg), "chance/acc": 0.1}
     low, _, high = os.environ.get("SYNTHETIC_DIVERGE_RANGE", "0:0").partition(":")
     d = cfg.adapt.get("d")
@@ -347,3 +350,30 @@ def test_a_metric_that_falls_at_larger_d_is_warned_about(config_dir: Path, tmp_p
     assert any(w.startswith("test/acc falls from 0.995 at adapt.d=1000 to 0.100 at 10000") and "above 1000" in w
                for w in summary["warnings"]), summary["warnings"]
 
+
+
+def test_fork_launcher_matches_the_basic_launcher_and_a_dead_job_sinks_only_itself(
+        config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fork = ("hydra/launcher=fork", "hydra.launcher.n_jobs=3")
+    basic = sweep(config_dir, tmp_path / "basic")
+    forked = sweep(config_dir, tmp_path / "fork", *fork)
+    assert forked["points"] == basic["points"] and forked["runs"] == basic["runs"]
+    pids = {json.loads(p.read_text())["pid"] for p in (tmp_path / "fork" / RUNS_DIR).glob("*/sweep_run.json")}
+    assert len(pids) == 8 and os.getpid() not in pids, "each job runs in its own forked process"
+    monkeypatch.setenv("SYNTHETIC_EXIT_AT", "1000")
+    out = tmp_path / "dies"
+    summary = sweep(config_dir, out, *fork)
+    assert summary["runs"]["done"] == 7, "the seven other jobs finish although one process died mid-run"
+    records = [json.loads(p.read_text()) for p in (out / RUNS_DIR).glob("*/sweep_run.json")]
+    assert sorted(r["status"] for r in records) == ["done"] * 7 + ["running"]
+    monkeypatch.delenv("SYNTHETIC_EXIT_AT")
+    again = sweep(config_dir, out, *fork)
+    assert again["runs"]["done"] == 8 and again["points"] == basic["points"], "the next invocation reruns it"
+
+
+def test_fork_launcher_settings_are_checked_before_any_job(config_dir: Path, tmp_path: Path) -> None:
+    for value, message in (("0", "n_jobs=0 is not a number of processes: give an integer ≥ 1, or -1"),
+                           ("-2", "n_jobs=-2 is not"), ("two", "cannot compose.*n_jobs=two")):
+        with pytest.raises(SweepConfigError, match=message):
+            sweep(config_dir, tmp_path / value, "hydra/launcher=fork", f"hydra.launcher.n_jobs={value}")
+        assert not list((tmp_path / value).glob(f"{RUNS_DIR}/*/sweep_run.json"))

@@ -15,7 +15,7 @@ def split_sweep_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
     """sweep.* overrides (handled here, never part of a run's config) and everything else (for Hydra)."""
     if any(a in ("-m", "--multirun") for a in args):
         raise SweepConfigError("drop -m/--multirun: sweep.py launches its runs itself; choose the launcher with "
-                               "hydra/launcher=basic|joblib|submitit_local|slurm")
+                               "hydra/launcher=basic|joblib|fork|submitit_local|slurm")
     sweep = [a for a in args if a.lstrip("~+").startswith("sweep.")]
     return sweep, [a for a in args if a not in sweep]
 

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from idlab.sweep.spec import SweepConfigError
 
 USAGE = """\
-usage: python sweep.py +exp=NAME [sweep.KEY=VALUE ...] [hydra/launcher=joblib|submitit_local|slurm ...] [overrides]
+usage: python sweep.py +exp=NAME [sweep.KEY=VALUE ...] [hydra/launcher=joblib|fork|submitit_local|slurm ...] [overrides]
        python sweep.py --dry-run +exp=NAME ...   list the runs and which are already done, launch nothing
        python sweep.py --report DIR              re-aggregate an existing sweep folder
 The sweep block (param, values, seeds, metric, baseline, threshold, overrides, search, ...) is described in

@@ -36,7 +36,7 @@ def check_single_process_jobs(master: DictConfig) -> None:
         f"{'with tasks_per_node×nodes=' + str(tasks) + ' ' if 'submitit' in target.lower() else ''}"
         "would let Lightning re-execute sweep.py for every extra rank, relaunching the sweep. "
         "Use one GPU per run (trainer.devices=1) and run several runs in parallel "
-        "(hydra/launcher=joblib or slurm), or use DDP through SLURM: hydra/launcher=slurm with "
+        "(hydra/launcher=joblib, fork or slurm), or use DDP through SLURM: hydra/launcher=slurm with "
         f"hydra.launcher.tasks_per_node={processes} hydra.launcher.gpus_per_node={processes}.")
 
 

@@ -31,7 +31,7 @@ def check_launcher_choice(overrides: Sequence[str], config_name: str) -> None:
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         if override.key_or_group == LAUNCHER_GROUP and override.value() not in available:
             raise SweepConfigError(f"unknown launcher hydra/launcher={override.value()}; available: "
-                                   f"{', '.join(available)} (joblib runs jobs in parallel on this machine, "
+                                   f"{', '.join(available)} (joblib or fork run jobs in parallel on this machine, "
                                    "slurm submits them to a SLURM cluster)")
 
 

@@ -1,0 +1,129 @@
+"""The fork launcher's work: each job in a process forked from the driver, at most n_jobs at a time.
+
+Hydra's joblib launcher hard-codes loky, whose workers start a new interpreter and import torch, Lightning and
+idlab afresh (6–9 s each on the GPU machine, docs/benchmarks.md). A forked child inherits the driver's imports
+instead. Forking is only safe before the driver initialises CUDA (a forked child cannot use the parent's CUDA
+context), so the launcher checks that and each child initialises its own. Each child computes with one CPU
+thread (as PyTorch's DataLoader workers do): GNU OpenMP, torch's CPU thread pool, hangs in a forked child
+whose parent has used it. A child runs one job, sends its JobReturn back through a pipe and exits; one that
+dies without sending fails its own job and no other.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import sys
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import open_dict
+
+from idlab.sweep.spec import SweepConfigError
+
+log = logging.getLogger(__name__)
+
+
+def check_fork_settings(n_jobs: Any) -> int:
+    """The number of processes to run at once; a clear error when the value or the platform cannot work."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise SweepConfigError(f"hydra/launcher=fork needs the fork start method, which {sys.platform} lacks; "
+                               "use hydra/launcher=joblib")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not (n_jobs >= 1 or n_jobs == -1):
+        raise SweepConfigError(f"hydra.launcher.n_jobs={n_jobs!r} is not a number of processes: give an integer "
+                               "≥ 1, or -1 for one per CPU core")
+    return n_jobs if n_jobs >= 1 else os.cpu_count() or 1
+
+
+def check_cuda_not_initialised() -> None:
+    """A forked child cannot use CUDA once its parent has initialised it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise SweepConfigError("hydra/launcher=fork: CUDA is already initialised in the driver process, and a "
+                               "forked job could not use it; launch from a process that has not touched the GPU, "
+                               "or use hydra/launcher=joblib")
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Run the jobs, at most launcher.n_jobs at a time; results in the order of job_overrides."""
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    for module in launcher.preload:
+        importlib.import_module(module)
+    check_cuda_not_initialised()  # after the preload: importing must not have touched the GPU either
+    log.info("fork launcher: %d jobs, %d at a time", len(job_overrides), launcher.n_jobs)
+    for idx, overrides in enumerate(job_overrides):
+        log.info("\t#%d : %s", initial_job_idx + idx, " ".join(filter_overrides(overrides)))
+    context = multiprocessing.get_context("fork")
+    results: list[JobReturn | None] = [None] * len(job_overrides)
+    queue = list(enumerate(job_overrides))
+    running: dict[Connection, tuple[int, Any]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < launcher.n_jobs:
+                idx, overrides = queue.pop(0)
+                reader, writer = context.Pipe(duplex=False)
+                child = context.Process(target=_child, name=f"idlab-job-{initial_job_idx + idx}",
+                                        args=(writer, launcher, initial_job_idx + idx, list(overrides)))
+                child.start()
+                writer.close()  # the child holds the only writer: its exit makes the reader see EOF
+                running[reader] = (idx, child)
+            for reader in wait(list(running)):
+                idx, child = running.pop(reader)
+                results[idx] = _collect(reader, child, list(job_overrides[idx]), initial_job_idx + idx)
+    except BaseException:  # Ctrl-C or a driver error: take the children down with it
+        for _, child in running.values():
+            child.terminate()
+        for _, child in running.values():
+            child.join()
+        raise
+    return [r for r in results if r is not None]
+
+
+def _child(writer: Connection, launcher: Any, num: int, overrides: list[str]) -> None:
+    """In the forked process: compose the job's config, run it through Hydra's run_job, send the JobReturn."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)  # GNU OpenMP hangs in a forked child once its parent has used more threads
+    try:
+        cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
+        with open_dict(cfg):
+            cfg.hydra.job.id = f"{cfg.hydra.job.name}_{num}"
+            cfg.hydra.job.num = num
+        HydraConfig.instance().set_config(cfg)
+        result = run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=cfg,
+                         job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    except BaseException as err:  # noqa: BLE001 - composing or setting up the job failed: report it as failed
+        result = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=err)
+    try:
+        writer.send(result)
+    except Exception as err:  # noqa: BLE001 - e.g. a return value that does not pickle
+        writer.send(JobReturn(overrides=overrides, status=result.status, working_dir=result.working_dir,
+                              _return_value=RuntimeError(f"job {num}: its result could not be sent back: {err}")
+                              if result.status == JobStatus.FAILED else None))
+    finally:
+        writer.close()
+
+
+def _collect(reader: Connection, child: Any, overrides: list[str], num: int) -> JobReturn:
+    """The child's JobReturn, or a failed one saying how the child ended when it died before sending."""
+    try:
+        result = reader.recv()
+    except EOFError:
+        result = None
+    finally:
+        reader.close()
+    child.join()
+    if isinstance(result, JobReturn):
+        return result
+    code = child.exitcode
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+    log.error("job %d %s before it finished; the other jobs go on (its run is rerun on the next invocation "
+              "unless its record says otherwise)", num, how)
+    return JobReturn(overrides=overrides, status=JobStatus.FAILED,
+                     _return_value=ChildProcessError(f"job {num} {how} before it finished"))
