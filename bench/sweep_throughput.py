@@ -2,10 +2,10 @@
 
 python bench/sweep_throughput.py [--jobs 12] [--runs-per-job 1] [--side-by-side 1] [--launcher joblib|fork]
                                  [--epochs 100] [--out DIR] [--extra OVERRIDE ...] [--tag TAG]
-Runs `python sweep.py` (joblib or fork: `--jobs` worker processes share the GPU; each launched job runs `--runs-per-job`
-runs, `--side-by-side` of them at once in threads; data held on the device) and breaks the wall time down into
-planning, worker start-up, per-run set-up (split into its phases, and into a process's first run vs later runs),
-training and reporting; samples GPU utilisation. Prints a markdown row for docs/benchmarks.md and writes
+Runs `python sweep.py` (joblib or fork: `--jobs` worker processes share the GPU; each launched job runs
+`--runs-per-job` runs, `--side-by-side` of them at once in threads; data held on the device) and breaks the wall
+time down into planning, worker start-up, per-run set-up (split into its phases, and into a process's first run vs
+later runs), training and reporting; samples GPU utilisation. Prints a markdown row for docs/benchmarks.md and writes
 bench_<label>.json next to the sweep folder.
 """
 from __future__ import annotations
@@ -175,7 +175,8 @@ def breakdown(sweep_dir: Path, t_start: float, t_end: float, jobs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=12, help="n_jobs of the joblib or fork launcher: worker processes sharing the GPU")
+    parser.add_argument("--jobs", type=int, default=12,
+                        help="n_jobs of the joblib or fork launcher: worker processes sharing the GPU")
     parser.add_argument("--runs-per-job", type=int, default=1, help="sweep.runs_per_job")
     parser.add_argument("--side-by-side", type=int, default=1, help="sweep.side_by_side (threads per job)")
     parser.add_argument("--launcher", choices=("joblib", "fork", "basic"), default="joblib",

@@ -45,9 +45,10 @@ class ForkLauncher(Launcher):
         self.hydra_context: Optional[HydraContext] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from idlab.sweep.fork import check_fork_settings
+        from idlab.sweep.fork import check_fork_settings, preload
 
         self.n_jobs = check_fork_settings(self.n_jobs)
+        preload(self.preload)
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -39,8 +39,12 @@ def check_fork_settings(n_jobs: Any) -> int:
     return n_jobs if n_jobs >= 1 else os.cpu_count() or 1
 
 
-def check_cuda_not_initialised() -> None:
-    """A forked child cannot use CUDA once its parent has initialised it."""
+def preload(modules: Sequence[str]) -> None:
+    """Import what every job needs into the driver, then check that nothing has initialised CUDA: a forked child
+    cannot use CUDA once its parent has. Called from the launcher's setup, outside the launch that
+    HydraSession.launch guards, so a failure here stops the sweep with its message."""
+    for module in modules:
+        importlib.import_module(module)
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         raise SweepConfigError("hydra/launcher=fork: CUDA is already initialised in the driver process, and a "
@@ -53,9 +57,6 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    for module in launcher.preload:
-        importlib.import_module(module)
-    check_cuda_not_initialised()  # after the preload: importing must not have touched the GPU either
     log.info("fork launcher: %d jobs, %d at a time", len(job_overrides), launcher.n_jobs)
     for idx, overrides in enumerate(job_overrides):
         log.info("\t#%d : %s", initial_job_idx + idx, " ".join(filter_overrides(overrides)))
