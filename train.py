@@ -1,11 +1,14 @@
 """Train one model: `python train.py [+exp=NAME] [group=choice ...] [key=value ...]`."""
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from idlab import startup_imports
 
-from idlab.run import train
-from idlab.training.checks import bad_input_exits
+with startup_imports():  # the training stack, imported without the cyclic GC (idlab.startup_imports)
+    import hydra
+    from omegaconf import DictConfig
+
+    from idlab.run import train
+    from idlab.training.checks import bad_input_exits
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

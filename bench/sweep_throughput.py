@@ -1,6 +1,6 @@
 """End-to-end sweep throughput: Li et al.'s MNIST FC d-grid (10 values × 3 seeds + 3 baselines) on mnist_mini.
 
-python bench/sweep_throughput.py [--jobs 12] [--runs-per-job 1] [--side-by-side 1] [--launcher joblib|fork]
+python bench/sweep_throughput.py [--jobs 12] [--runs-per-job 1] [--side-by-side 1] [--launcher joblib|fork] [--mps]
                                  [--epochs 100] [--out DIR] [--extra OVERRIDE ...] [--tag TAG]
 Runs `python sweep.py` (joblib or fork: `--jobs` worker processes share the GPU; each launched job runs
 `--runs-per-job` runs, `--side-by-side` of them at once in threads; data held on the device) and breaks the wall
@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--side-by-side", type=int, default=1, help="sweep.side_by_side (threads per job)")
     parser.add_argument("--launcher", choices=("joblib", "fork", "basic"), default="joblib",
                         help="fork: idlab's launcher, jobs forked from the driver (no worker re-imports)")
+    parser.add_argument("--mps", action="store_true",
+                        help="with --launcher fork: hydra.launcher.mps=true (a private CUDA MPS daemon for the jobs)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--values", type=int, nargs="+", default=LI_MNIST_FC_D)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -192,10 +194,14 @@ def main() -> None:
     args = parser.parse_args()
 
     label = f"{args.launcher}{args.jobs if args.launcher != 'basic' else ''}_r{args.runs_per_job}_s{args.side_by_side}"
+    label += "_mps" if args.mps else ""
     label += f"_{args.tag}" if args.tag else ""
     sweep_dir = (args.work or args.out) / label
     shutil.rmtree(sweep_dir, ignore_errors=True)  # a benchmark measures a cold sweep, not a resume
-    command = sweep_command(sweep_dir, args.jobs, args.epochs, args.values, args.seeds, args.extra,
+    if args.mps and args.launcher != "fork":
+        parser.error("--mps needs --launcher fork")
+    extra = args.extra + ["hydra.launcher.mps=true"] * args.mps
+    command = sweep_command(sweep_dir, args.jobs, args.epochs, args.values, args.seeds, extra,
                             args.runs_per_job, args.side_by_side, args.launcher)
     sampler = GpuSampler()
     sampler.start()

@@ -63,7 +63,10 @@ def synthetic_task(cfg: DictConfig) -> dict[str, float]:
     d = cfg.adapt.get("d")
     if cfg.seed == 1 and (str(d) == os.environ.get("SYNTHETIC_DIVERGE_AT") or float(low) <= (d or 0) < float(high)):
         metrics = {"diverged": True, "diverged_step": 3.0, "chance/acc": 0.1}
-    (Path(HydraConfig.get().runtime.output_dir) / "metrics.json").write_text(json.dumps(metrics))
+    out = Path(HydraConfig.get().runtime.output_dir)
+    if "CUDA_MPS_PIPE_DIRECTORY" in os.environ:  # which MPS daemon this job would connect to
+        (out / "mps_pipe.txt").write_text(os.environ["CUDA_MPS_PIPE_DIRECTORY"])
+    (out / "metrics.json").write_text(json.dumps(metrics))
     return metrics
 
 
@@ -372,8 +375,56 @@ def test_fork_launcher_matches_the_basic_launcher_and_a_dead_job_sinks_only_itse
 
 
 def test_fork_launcher_settings_are_checked_before_any_job(config_dir: Path, tmp_path: Path) -> None:
-    for value, message in (("0", "n_jobs=0 is not a number of processes: give an integer ≥ 1, or -1"),
-                           ("-2", "n_jobs=-2 is not"), ("two", "cannot compose.*n_jobs=two")):
+    for value, message in (("n_jobs=0", "n_jobs=0 is not a number of processes: give an integer ≥ 1, or -1"),
+                           ("n_jobs=-2", "n_jobs=-2 is not"), ("n_jobs=two", "cannot compose.*n_jobs=two"),
+                           ("mps=maybe", "cannot compose.*mps=maybe")):
+        out = tmp_path / value.replace("=", "_")
         with pytest.raises(SweepConfigError, match=message):
-            sweep(config_dir, tmp_path / value, "hydra/launcher=fork", f"hydra.launcher.n_jobs={value}")
-        assert not list((tmp_path / value).glob(f"{RUNS_DIR}/*/sweep_run.json"))
+            sweep(config_dir, out, "hydra/launcher=fork", f"hydra.launcher.{value}")
+        assert not list(out.glob(f"{RUNS_DIR}/*/sweep_run.json"))
+
+
+FAKE_MPS_CONTROL = """\
+#!/bin/sh
+# stands in for nvidia-cuda-mps-control: logs `start PIPE_DIR` for -d and `<command> PIPE_DIR` for stdin commands
+if [ "$1" = "-d" ]; then
+  echo "start $CUDA_MPS_PIPE_DIRECTORY" >> "$FAKE_MPS_LOG"
+  if [ -n "$FAKE_MPS_FAIL" ]; then echo "cannot start: no GPU" >&2; exit 1; fi
+  exit 0
+fi
+read command
+echo "$command $CUDA_MPS_PIPE_DIRECTORY" >> "$FAKE_MPS_LOG"
+"""
+
+
+def test_fork_launcher_with_mps_makes_every_job_a_client_of_one_private_daemon_and_quits_it(
+        config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir, calls = tmp_path / "bin", tmp_path / "mps_calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-cuda-mps-control").write_text(FAKE_MPS_CONTROL)
+    (bin_dir / "nvidia-cuda-mps-control").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_MPS_LOG", str(calls))
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    mps = ("hydra/launcher=fork", "hydra.launcher.n_jobs=3", "hydra.launcher.mps=true")
+    out = tmp_path / "mps"
+    summary = sweep(config_dir, out, *mps)
+    assert summary["runs"]["done"] == 8
+    deadline = time.time() + 30  # the daemon is told to quit (then its folder goes) once the jobs' processes exit
+    while time.time() < deadline:
+        lines = calls.read_text().splitlines()
+        if len(lines) == 2 and not Path(lines[0].split()[1]).exists():
+            break
+        time.sleep(0.05)
+    assert [line.split()[0] for line in lines] == ["start", "quit"], "one daemon for the launch, quit at its end"
+    pipe = lines[0].split()[1]
+    seen = [p.read_text() for p in (out / RUNS_DIR).glob("*/mps_pipe.txt")]
+    assert len(seen) == 8 and set(seen) == {pipe} == {lines[1].split()[1]}, "every job is a client of that daemon"
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and not Path(pipe).exists(), "environment restored, folder gone"
+    monkeypatch.setenv("FAKE_MPS_FAIL", "1")
+    with pytest.raises(SweepConfigError, match=r"mps-control -d` failed \(exit 1: cannot start: no GPU\).*mps=false"):
+        sweep(config_dir, tmp_path / "fails", *mps)
+    assert not list((tmp_path / "fails").glob(f"{RUNS_DIR}/*/sweep_run.json")), "no job starts without the daemon"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SweepConfigError, match="mps=true needs nvidia-cuda-mps-control .* on PATH.*mps=false"):
+        sweep(config_dir, tmp_path / "missing", *mps)

@@ -7,17 +7,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import matplotlib
+from idlab.sweep.plan import BASELINE, PlannedRun, run_name
+from idlab.sweep.records import PLAN_FILE, RUNS_DIR, read_record, scan_runs, write_json_atomic
+from idlab.sweep.results import RunResult, collect, summarize
+from idlab.sweep.spec import SweepConfigError, SweepSpec
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from idlab.sweep.plan import BASELINE, PlannedRun, run_name  # noqa: E402
-from idlab.sweep.records import PLAN_FILE, RUNS_DIR, read_record, scan_runs, write_json_atomic  # noqa: E402
-from idlab.sweep.results import RunResult, collect, summarize  # noqa: E402
-from idlab.sweep.spec import SweepConfigError, SweepSpec  # noqa: E402
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
 
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.csv"
@@ -50,6 +48,17 @@ def summarize_plan(sweep_dir: Path, plan: dict[str, Any]) -> tuple[dict[str, Any
     return summary, results
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, imported at first use: the sweep driver starts without it, and the fork
+    launcher imports it while the jobs run (idlab.sweep.fork)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def report(sweep_dir: Path) -> dict[str, Any]:
     """Re-aggregate a sweep folder from plan.json and its run folders; writes every output."""
     sweep_dir = Path(sweep_dir)
@@ -59,14 +68,14 @@ def report(sweep_dir: Path) -> dict[str, Any]:
     figure = plot(summary, results)
     _save_png(figure, sweep_dir / PLOT_FILE)
     _write_tensorboard(sweep_dir / TENSORBOARD_DIR, summary, figure, results)
-    plt.close(figure)
+    pyplot().close(figure)
     return summary
 
 
 def plot(summary: dict[str, Any], results: Sequence[RunResult]) -> plt.Figure:
     """Metric vs swept value (log x): seeds (diverged ones marked), mean ± std (hollow: seeds missing), baseline and
     threshold lines, d_int markers with their CI, seed count and number of distinct bootstrap resamples."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.2), dpi=120)
     done = [r for r in results if r.status == "done" and r.run.role != BASELINE]
     seeds = [(r.run.value, r.metric) for r in done if not r.diverged]
     if seeds:

@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 def default_task(cfg: DictConfig) -> Any:
     """idlab's training run (imported lazily so the driver stays light)."""
-    from idlab.run import train
+    from idlab import startup_imports
+
+    with startup_imports():
+        from idlab.run import train
 
     return train(cfg)
 

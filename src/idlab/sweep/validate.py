@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -12,8 +11,13 @@ log = logging.getLogger(__name__)
 
 def build_check(cfg: DictConfig) -> None:
     """Check the config and build data spec, model and adaptation on the meta device (raises when invalid)."""
-    from idlab.run import build_module
-    from idlab.training.checks import check_config
+    from idlab import startup_imports
+
+    with startup_imports():  # the driver's first import of the training stack
+        import torch
+
+        from idlab.run import build_module
+        from idlab.training.checks import check_config
 
     check_config(cfg)
     data = instantiate(cfg.data)
